@@ -1,0 +1,513 @@
+"""Bring a single-node cluster up and down, and report on it.
+
+The order mirrors how a node joins a real cluster: storage, API server, the
+two control loops, then the runtime, the kubelet (which registers the node)
+and kube-proxy. `up` only starts what is not already running, so it is safe to
+repeat; when it fails, it takes down what it started and names the component.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from localcluster import components, hoststate, images
+from localcluster.binaries import Binaries, ensure_binaries
+from localcluster.layout import (
+    CDI_SPEC_DIRS,
+    CNI_CACHE_DIR,
+    DEFAULT_NODE_NAME,
+    DEFAULT_RUN_DIR,
+    KUBECONFIG_CONTEXT,
+    KUBELET_ROOT,
+    NETNS_DIR,
+    SHIM_SOCKET_DIR,
+    RunLayout,
+)
+from localcluster.pki import (
+    CertificateAuthority,
+    ClientIdentity,
+    ensure_service_account_keys,
+    write_kubeconfig,
+)
+from localcluster.processes import ComponentError, Supervisor
+from localcluster.versions import BUSYBOX_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesVersion
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE = ("containerd", "kubelet", "kube-proxy")
+# Host paths the node may create; removed by `down` only if `up` created them.
+HOST_PATHS = (KUBELET_ROOT, CNI_CACHE_DIR, NETNS_DIR, SHIM_SOCKET_DIR, *CDI_SPEC_DIRS)
+SMOKE_POD = "localcluster-smoke"
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be brought up as asked."""
+
+
+@dataclass
+class RunState:
+    """What `up` recorded about this run, so `down` undoes exactly that."""
+
+    kubernetes_version: str
+    node_name: str
+    created_host_paths: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> RunState | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class UpResult:
+    started: tuple[str, ...]
+    seconds: float
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        run_dir: Path = DEFAULT_RUN_DIR,
+        kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
+        node_name: str = DEFAULT_NODE_NAME,
+        cache_dir: Path | None = None,
+        log: Log = _stderr,
+    ) -> None:
+        self.version = KubernetesVersion.parse(kubernetes_version)
+        self.layout = RunLayout(run_dir.resolve())
+        self.node_name = node_name
+        self.cache_dir = cache_dir
+        self.log = log
+        self.supervisor = Supervisor(self.layout)
+
+    # --- public operations --------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.layout.admin_kubeconfig
+
+    def build(self) -> Binaries:
+        return ensure_binaries(self.version, self.cache_dir, self.log)
+
+    def up(self, with_node: bool = True) -> UpResult:
+        started_at = time.monotonic()
+        _preflight(with_node)
+        if with_node and self.supervisor.find("kubelet") is None:
+            foreign = _processes_named("kubelet")
+            if foreign:
+                raise ClusterError(
+                    f"another kubelet runs on this machine (pid {foreign[0]}); a second "
+                    "node would fight it over /var/lib/kubelet and iptables"
+                )
+        binaries = self.build()
+        state = self._claim_run_state()
+        wanted = CONTROL_PLANE + (NODE if with_node else ())
+        missing = [name for name in wanted if self.supervisor.find(name) is None]
+        if not missing:
+            return UpResult((), time.monotonic() - started_at)
+        try:
+            self._start(missing, binaries, state)
+        except BaseException:
+            self.log("localcluster: bring-up failed; stopping what was started")
+            self.down()
+            raise
+        return UpResult(tuple(missing), time.monotonic() - started_at)
+
+    def down(self) -> bool:
+        """Stop everything and remove every trace on the host; True if anything ran."""
+        state = RunState.load(self.layout.state_file)
+        was_running = any(self.supervisor.find(n) for n in (*CONTROL_PLANE, *NODE))
+        self._stop_node()
+        if state is not None:
+            # Only chains our own kubelet and kube-proxy can have made: `up` refuses to
+            # run beside another cluster's node (see _preflight).
+            hoststate.remove_kube_iptables()
+        for name in reversed(CONTROL_PLANE):
+            self.supervisor.stop(name)
+        hoststate.remove_network_namespaces()
+        busy_mounts = hoststate.unmount_all(KUBELET_ROOT, self.layout.root)
+        busy_cgroups = hoststate.remove_kubelet_cgroups()
+        hoststate.remove_pod_veths(self.layout.network)
+        hoststate.remove_bridge(self.layout.network)
+        if busy_mounts or busy_cgroups:
+            raise ClusterError(
+                f"could not remove mounts {busy_mounts} or cgroups {busy_cgroups}; "
+                "some process still uses them"
+            )
+        if state is not None:
+            for created in state.created_host_paths:
+                hoststate.remove_tree(Path(created))
+        if self.layout.root.exists():
+            hoststate.remove_tree(self.layout.root)
+        return was_running or state is not None
+
+    def status(self) -> dict[str, Any]:
+        state = RunState.load(self.layout.state_file)
+        found = {name: self.supervisor.find(name) for name in (*CONTROL_PLANE, *NODE)}
+        return {
+            "running": state is not None and all(found[name] for name in CONTROL_PLANE),
+            "node_running": all(found[name] for name in NODE),
+            "kubeconfig": str(self.kubeconfig),
+            "context": KUBECONFIG_CONTEXT,
+            "node_name": state.node_name if state else self.node_name,
+            "kubernetes_version": state.kubernetes_version if state else self.version.tag,
+            "components": {
+                name: {"pid": proc.pid if proc else None, "running": proc is not None}
+                for name, proc in found.items()
+            },
+        }
+
+    def import_image(self, archive: Path) -> list[tuple[str, bool]]:
+        """Import a `docker save` archive into the node; (reference, changed) per image."""
+        binaries = self.build()
+        if self.supervisor.find("containerd") is None:
+            raise ClusterError("the node is not running: run `localcluster up` first")
+        references = [images.normalize_reference(r) for r in images.archive_references(archive)]
+        before = {ref: self._image_digest(binaries, ref) for ref in references}
+        self._ctr(binaries, "images", "import", str(archive))
+        return [(ref, self._image_digest(binaries, ref) != before[ref]) for ref in references]
+
+    # --- bring-up -------------------------------------------------------------
+
+    def _claim_run_state(self) -> RunState:
+        state = RunState.load(self.layout.state_file)
+        if state is None:
+            state = RunState(self.version.tag, self.node_name)
+            state.created_host_paths = [str(p) for p in HOST_PATHS if not p.exists()]
+            state.save(self.layout.state_file)
+        elif (state.kubernetes_version, state.node_name) != (self.version.tag, self.node_name):
+            raise ClusterError(
+                f"{self.layout.root} holds a cluster of Kubernetes {state.kubernetes_version} "
+                f"with node {state.node_name}; run `localcluster down` before changing them"
+            )
+        return state
+
+    def _start(self, missing: list[str], binaries: Binaries, state: RunState) -> None:
+        hoststate.check_address_space(self.layout.network)
+        hoststate.ensure_bridge(self.layout.network)
+        self._write_pki()
+        for name in missing:
+            component = self._component(name, binaries)
+            self.log(f"localcluster: starting {name}")
+            self.supervisor.start(name, component.argv, component.env)
+            self.supervisor.wait_ready(name, component.ready, component.ready_timeout)
+            if name == "containerd":
+                self._import_base_images(binaries)
+            if name == "kubelet":
+                self._wait_node_ready(timeout=120)
+        if "kubelet" in missing or "containerd" in missing:
+            self._run_smoke_pod(timeout=120)
+
+    def _component(self, name: str, binaries: Binaries) -> components.Component:
+        layout = self.layout
+        config = layout.config_dir
+        config.mkdir(parents=True, exist_ok=True)
+        if name == "containerd":
+            layout.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+            (layout.cni_conf_dir / "10-localcluster.conflist").write_text(
+                components.cni_config(layout)
+            )
+            (config / "containerd.toml").write_text(components.containerd_config(layout))
+            return components.containerd(layout, binaries)
+        if name == "kubelet":
+            (config / "kubelet.json").write_text(components.kubelet_config(layout))
+            return components.kubelet(layout, binaries, self.node_name)
+        if name == "kube-proxy":
+            (config / "kube-proxy.json").write_text(
+                components.kube_proxy_config(layout, self.node_name)
+            )
+            return components.kube_proxy(layout, binaries)
+        factories = {
+            "etcd": components.etcd,
+            "kube-apiserver": components.kube_apiserver,
+            "kube-controller-manager": components.kube_controller_manager,
+            "kube-scheduler": components.kube_scheduler,
+        }
+        return factories[name](layout, binaries)
+
+    def _write_pki(self) -> None:
+        layout, net = self.layout, self.layout.network
+        pki = layout.pki
+        ca = CertificateAuthority.load_or_create(pki)
+        ensure_service_account_keys(pki)
+        ca.issue(
+            pki,
+            "apiserver",
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            server_names=(
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ),
+            server_ips=(net.node_ip, net.kubernetes_service_ip),
+        )
+        ca.issue(
+            pki,
+            "kubelet-serving",
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.node_name)]),
+            server_names=(self.node_name,),
+            server_ips=(net.node_ip,),
+        )
+        ca.issue_client(
+            pki,
+            ClientIdentity(
+                "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+            ),
+        )
+        identities = {
+            "admin": ClientIdentity("admin", "localcluster-admin", "system:masters"),
+            "kube-controller-manager": ClientIdentity(
+                "kube-controller-manager", "system:kube-controller-manager"
+            ),
+            "kube-scheduler": ClientIdentity("kube-scheduler", "system:kube-scheduler"),
+            "kubelet": ClientIdentity("kubelet", f"system:node:{self.node_name}", "system:nodes"),
+            "kube-proxy": ClientIdentity("kube-proxy", "system:kube-proxy"),
+        }
+        for component, identity in identities.items():
+            cert, key = ca.issue_client(pki, identity)
+            path = (
+                layout.admin_kubeconfig
+                if component == "admin"
+                else layout.component_kubeconfig(component)
+            )
+            write_kubeconfig(
+                path,
+                server=net.apiserver_url,
+                ca_file=pki / "ca.crt",
+                cert_file=cert,
+                key_file=key,
+                context=KUBECONFIG_CONTEXT,
+                user=identity.common_name,
+            )
+
+    def _ctr(self, binaries: Binaries, *args: str) -> str:
+        result = subprocess.run(
+            [
+                str(binaries.path("ctr")),
+                f"--address={self.layout.containerd_socket}",
+                "--namespace=k8s.io",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _image_digest(self, binaries: Binaries, reference: str) -> str | None:
+        listing = self._ctr(binaries, "images", "ls", f"name=={reference}")
+        for line in listing.splitlines()[1:]:
+            fields = line.split()
+            if fields and fields[0] == reference:
+                return fields[2]
+        return None
+
+    def _import_base_images(self, binaries: Binaries) -> None:
+        archives = (
+            images.build_pause_archive(
+                binaries.path("pause"), self.layout.images_dir / "pause.tar"
+            ),
+            images.build_busybox_archive(self.layout.images_dir / "busybox.tar"),
+        )
+        for archive in archives:
+            self._ctr(binaries, "images", "import", str(archive))
+
+    def _api(self) -> Any:
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            str(self.kubeconfig), context=KUBECONFIG_CONTEXT
+        )
+        return client.CoreV1Api(api_client)
+
+    def _wait_node_ready(self, timeout: float) -> None:
+        api = self._api()
+
+        def ready() -> bool:
+            try:
+                node = api.read_node(self.node_name)
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+            conditions = {c.type: c.status for c in node.status.conditions or []}
+            return conditions.get("Ready") == "True"
+
+        self.supervisor.wait_ready("kubelet", ready, timeout, interval=1.0)
+
+    def _run_smoke_pod(self, timeout: float) -> None:
+        """Prove the node runs pods: a busybox pod prints a line and its log comes back."""
+        api = self._api()
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": SMOKE_POD},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "smoke",
+                        "image": BUSYBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", "echo localcluster-smoke-ok"],
+                    }
+                ],
+            },
+        }
+        deadline = time.monotonic() + timeout
+        _delete_pod_if_present(api, SMOKE_POD)
+        while True:
+            try:
+                api.create_namespaced_pod("default", manifest)
+                break
+            except ApiException as error:
+                # 403: until the controller manager has made the "default"
+                # ServiceAccount, admission refuses pods (a fresh cluster).
+                # 409: the previous smoke pod is still being deleted.
+                if error.status not in (403, 409) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        while True:
+            phase = api.read_namespaced_pod(SMOKE_POD, "default").status.phase
+            if phase == "Succeeded":
+                break
+            if phase == "Failed" or time.monotonic() > deadline:
+                raise ComponentError(
+                    "kubelet",
+                    f"did not run the smoke pod (phase {phase})",
+                    self.supervisor.log_tail("kubelet"),
+                )
+            time.sleep(1)
+        logs = api.read_namespaced_pod_log(SMOKE_POD, "default")
+        if "localcluster-smoke-ok" not in logs:
+            raise ClusterError(f"the smoke pod ran but its log is {logs!r}")
+        _delete_pod_if_present(api, SMOKE_POD)
+
+    # --- teardown -------------------------------------------------------------
+
+    def _stop_node(self) -> None:
+        self.supervisor.stop("kubelet")
+        if self.supervisor.stop("kube-proxy"):
+            self._cleanup_kube_proxy_rules()
+        self._kill_pod_processes()
+        self.supervisor.stop("containerd")
+        self._kill_pod_processes()
+
+    def _kill_pod_processes(self) -> None:
+        """Kill containers (by their cgroup) and the runc shims of this containerd."""
+        pids: set[int] = set()
+        for top in hoststate.kubelet_cgroups():
+            for procs in top.rglob("cgroup.procs"):
+                pids.update(int(pid) for pid in procs.read_text().split())
+        socket = str(self.layout.containerd_socket)
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if (
+                cmdline
+                and cmdline[0].endswith(b"containerd-shim-runc-v2")
+                and any(socket.encode() in arg for arg in cmdline)
+            ):
+                pids.add(int(proc.name))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            pids = {pid for pid in pids if Path(f"/proc/{pid}").exists() and _alive(pid)}
+            time.sleep(0.1)
+
+    def _cleanup_kube_proxy_rules(self) -> None:
+        kube_proxy = shutil.which("kube-proxy") or self._cached_binary("kube-proxy")
+        if kube_proxy is None:
+            return
+        subprocess.run(
+            [kube_proxy, "--cleanup", "--v=0"], capture_output=True, check=False, timeout=60
+        )
+
+    def _cached_binary(self, command: str) -> str | None:
+        try:
+            return str(self.build().path(command))
+        except FileNotFoundError:
+            return None
+
+
+def _delete_pod_if_present(api: Any, name: str) -> None:
+    try:
+        api.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def _processes_named(name: str) -> list[int]:
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == name and _alive(int(proc.name)):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _preflight(with_node: bool) -> None:
+    if os.geteuid() != 0:
+        raise ClusterError("the local cluster runs a kubelet and needs root; run as root")
+    tools = ["ip"]
+    if with_node:
+        tools += ["iptables", "conntrack", "umount"]
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    files = [components.RUNC, components.CNI_BIN_DIR / "bridge", images.BUSYBOX_BINARY]
+    if with_node:
+        missing += [str(path) for path in files if not path.exists()]
+    if missing:
+        raise ClusterError(
+            "missing on this machine: "
+            + ", ".join(missing)
+            + " (Debian packages: iproute2 iptables conntrack runc "
+            "containernetworking-plugins busybox-static; Go from go.dev)"
+        )

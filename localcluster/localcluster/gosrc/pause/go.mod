@@ -1,0 +1,3 @@
+module localcluster.invalid/pause
+
+go 1.22

@@ -1,0 +1,153 @@
+"""Container images without a registry.
+
+The node needs a pause image for every pod sandbox and a small userland for
+test and demo pods. Neither can be pulled here, so both are assembled from
+local files into `docker save` archives (one layer each, written
+deterministically so the same inputs always give the same image ID) and
+imported into the node's containerd, under the names the manifests use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+import subprocess
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster.versions import BUSYBOX_IMAGE, PAUSE_IMAGE
+
+BUSYBOX_BINARY = Path("/bin/busybox")  # Debian's busybox-static: no shared libraries
+_GO_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_EXECUTABLE_MODE = 0o755
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """A file or symlink to put in a one-layer image."""
+
+    path: str  # inside the image, without a leading slash
+    content: bytes | None = None  # regular file content
+    link_target: str | None = None  # symlink target
+    mode: int = _EXECUTABLE_MODE
+
+
+def _layer_tar(entries: Iterable[LayerEntry]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as layer:
+        directories: set[str] = set()
+        for entry in sorted(entries, key=lambda item: item.path):
+            parts = entry.path.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                directory = "/".join(parts[:depth])
+                if directory not in directories:
+                    directories.add(directory)
+                    info = tarfile.TarInfo(directory)
+                    info.type, info.mode = tarfile.DIRTYPE, _EXECUTABLE_MODE
+                    layer.addfile(info)
+            info = tarfile.TarInfo(entry.path)
+            info.mode = entry.mode
+            if entry.link_target is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, entry.link_target
+                layer.addfile(info)
+            else:
+                data = entry.content or b""
+                info.size = len(data)
+                layer.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def write_image_archive(
+    destination: Path,
+    reference: str,
+    entries: Iterable[LayerEntry],
+    *,
+    entrypoint: list[str] | None = None,
+    command: list[str] | None = None,
+) -> Path:
+    """Write a one-layer image as a `docker save` archive that containerd imports."""
+    layer = _layer_tar(entries)
+    layer_digest = hashlib.sha256(layer).hexdigest()
+    config = {
+        "architecture": _GO_ARCHITECTURES.get(platform.machine(), platform.machine()),
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Entrypoint": entrypoint,
+            "Cmd": command,
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
+        "history": [{"created_by": "localcluster (built from local files)"}],
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+    manifest = [
+        {"Config": config_name, "RepoTags": [reference], "Layers": [f"{layer_digest}/layer.tar"]}
+    ]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(destination, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in (
+            (f"{layer_digest}/layer.tar", layer),
+            (config_name, config_bytes),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return destination
+
+
+def build_pause_archive(pause_binary: Path, destination: Path) -> Path:
+    return write_image_archive(
+        destination,
+        PAUSE_IMAGE,
+        [LayerEntry("pause", content=pause_binary.read_bytes())],
+        entrypoint=["/pause"],
+    )
+
+
+def busybox_applets(busybox: Path = BUSYBOX_BINARY) -> list[str]:
+    listing = subprocess.run(
+        [str(busybox), "--list"], check=True, capture_output=True, text=True
+    ).stdout
+    return sorted({name for name in listing.split() if name and name != "busybox"})
+
+
+def build_busybox_archive(destination: Path, busybox: Path = BUSYBOX_BINARY) -> Path:
+    if not busybox.is_file():
+        raise FileNotFoundError(f"{busybox} is missing: install Debian's busybox-static package")
+    entries = [LayerEntry("bin/busybox", content=busybox.read_bytes())]
+    entries.extend(
+        LayerEntry(f"bin/{applet}", link_target="busybox") for applet in busybox_applets(busybox)
+    )
+    # Writable scratch places that programs expect to exist.
+    entries.append(LayerEntry("tmp/.keep", content=b"", mode=0o644))
+    return write_image_archive(destination, BUSYBOX_IMAGE, entries, command=["sh"])
+
+
+def archive_references(archive: Path) -> list[str]:
+    """The image names a `docker save` archive carries."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("manifest.json")
+        if member is None:
+            raise ValueError(f"{archive} has no manifest.json: not a `docker save` archive")
+        manifest = json.load(member)
+    return [tag for entry in manifest for tag in entry.get("RepoTags") or []]
+
+
+def normalize_reference(reference: str) -> str:
+    """The fully qualified name containerd stores ("busybox:1" → "docker.io/library/busybox:1")."""
+    name = reference
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        name = f"{name}:latest"
+    return name

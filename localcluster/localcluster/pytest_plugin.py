@@ -1,0 +1,88 @@
+"""pytest fixtures that give tests a real cluster, built on the same code as the CLI.
+
+One cluster serves the whole test session. `control_plane` needs only etcd, the
+API server, the controller manager and the scheduler; `local_cluster` adds the
+node to the same cluster. A test that takes the cluster down on purpose brings
+it back before it ends. The session ends with `down`, unless LOCALCLUSTER_KEEP=1
+asks to keep the cluster for debugging.
+
+The test cluster has its own run directory (LOCALCLUSTER_TEST_RUN_DIR), so it
+never touches a demo cluster's state; the node paths are fixed by Kubernetes,
+so the two cannot run at the same time, and `up` says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from localcluster.cluster import LocalCluster
+from localcluster.layout import KUBECONFIG_CONTEXT
+
+DEFAULT_TEST_RUN_DIR = Path("/var/lib/dra-localcluster-tests")
+
+
+@dataclass(frozen=True)
+class ClusterHandle:
+    """What a test needs to talk to the cluster."""
+
+    cluster: LocalCluster
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster.kubeconfig
+
+    @property
+    def node_name(self) -> str:
+        return self.cluster.node_name
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cluster.layout.root
+
+    def api_client(self) -> client.ApiClient:
+        api_client: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            str(self.kubeconfig), context=KUBECONFIG_CONTEXT
+        )
+        return api_client
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the cluster's own kubectl against it."""
+        kubectl = self.cluster.build().path("kubectl")
+        return subprocess.run(
+            [str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=300,
+        )
+
+
+@pytest.fixture(scope="session")
+def local_cluster_manager() -> Iterator[LocalCluster]:
+    """The session's cluster object; brought down when the session ends."""
+    run_dir = Path(os.environ.get("LOCALCLUSTER_TEST_RUN_DIR", DEFAULT_TEST_RUN_DIR))
+    cluster = LocalCluster(run_dir=run_dir)
+    yield cluster
+    if os.environ.get("LOCALCLUSTER_KEEP") != "1":
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def control_plane(local_cluster_manager: LocalCluster) -> ClusterHandle:
+    """etcd, kube-apiserver, kube-controller-manager and kube-scheduler; no kubelet."""
+    local_cluster_manager.up(with_node=False)
+    return ClusterHandle(local_cluster_manager)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(local_cluster_manager: LocalCluster) -> ClusterHandle:
+    """The control plane plus containerd, the kubelet and kube-proxy; the node is Ready."""
+    local_cluster_manager.up(with_node=True)
+    return ClusterHandle(local_cluster_manager)

@@ -1,0 +1,66 @@
+"""The local node runs ordinary pods, and they reach the API server like pods do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+
+import pytest
+from kubernetes import client
+
+from localcluster.pytest_plugin import ClusterHandle
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+
+def test_node_is_ready_and_reports_the_built_versions(local_cluster: ClusterHandle) -> None:
+    node = client.CoreV1Api(local_cluster.api_client()).read_node(local_cluster.node_name)
+    conditions = {c.type: c.status for c in node.status.conditions}
+    assert conditions["Ready"] == "True"
+    assert node.status.node_info.kubelet_version == local_cluster.cluster.version.tag
+    assert node.status.node_info.container_runtime_version.startswith("containerd://2.")
+
+
+def test_a_pod_runs_and_its_log_comes_back(run_pod: Callable[[str], tuple[str, str]]) -> None:
+    token = uuid.uuid4().hex
+    phase, log = run_pod(f"echo {token}")
+    assert phase == "Succeeded"
+    assert log.strip() == token
+
+
+def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
+    run_pod: Callable[[str], tuple[str, str]],
+) -> None:
+    # busybox has no TLS client that the API server accepts, so speak plain HTTP
+    # to the TLS port: the API server's own answer ("Client sent an HTTP request
+    # to an HTTPS server") proves kube-proxy translated the Service address and
+    # the packets came back.
+    script = (
+        'echo "service=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"; '
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' "
+        "| nc -w 10 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT; true"
+    )
+    phase, log = run_pod(script)
+    assert phase == "Succeeded"
+    assert "service=10.96.0.1:443" in log
+    assert "Client sent an HTTP request to an HTTPS server" in log
+
+
+def test_up_again_starts_nothing_and_the_cli_reports_it(local_cluster: ClusterHandle) -> None:
+    result = local_cluster.cluster.up(with_node=True)
+    assert result.started == ()
+    cli = [sys.executable, "-m", "localcluster", f"--run-dir={local_cluster.run_dir}"]
+    up = subprocess.run([*cli, "up"], capture_output=True, text=True, check=True)
+    assert up.stdout.splitlines()[-1] == "localcluster: up (already running)"
+    status = json.loads(
+        subprocess.run(
+            [*cli, "status", "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert status["running"]
+    assert status["node_running"]
+    assert status["node_name"] == local_cluster.node_name
+    assert all(component["running"] for component in status["components"].values())
