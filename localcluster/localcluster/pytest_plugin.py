@@ -13,11 +13,13 @@ so the two cannot run at the same time, and `up` says so.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -52,16 +54,29 @@ class ClusterHandle:
         )
         return api_client
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the cluster's own kubectl against it."""
         kubectl = self.cluster.build().path("kubectl")
         return subprocess.run(
             [str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
             capture_output=True,
             text=True,
             check=check,
             timeout=300,
         )
+
+    def get(self, *args: str) -> dict[str, Any]:
+        """`kubectl get ARGS -o json`, parsed: objects as plain dicts, every field kept."""
+        document: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return document
+
+    def create(self, *manifests: dict[str, Any]) -> None:
+        """Create objects from manifests, as `kubectl create -f` does."""
+        items = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}
+        self.kubectl("create", "-f", "-", stdin=json.dumps(items))
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from kubernetes import client
 
 from localcluster.pytest_plugin import ClusterHandle
 from localcluster.versions import BUSYBOX_IMAGE
@@ -25,36 +23,35 @@ def run_pod(local_cluster: ClusterHandle) -> PodRunner:
 def _run_pod_to_completion(
     cluster: ClusterHandle, script: str, timeout: float = 120
 ) -> tuple[str, str]:
-    """Run a busybox pod with `sh -c script`; return (phase, log). The pod is deleted."""
-    api = client.CoreV1Api(cluster.api_client())
     name = f"probe-{uuid.uuid4().hex[:8]}"
-    pod: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "containers": [
-                {
-                    "name": "probe",
-                    "image": BUSYBOX_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script],
-                }
-            ],
-        },
-    }
-    api.create_namespaced_pod("default", pod)
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": BUSYBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", script],
+                    }
+                ],
+            },
+        }
+    )
     try:
         deadline = time.monotonic() + timeout
         phase = "Pending"
         while time.monotonic() < deadline:
-            phase = api.read_namespaced_pod(name, "default").status.phase
+            phase = cluster.get("pod", "-n", "default", name)["status"].get("phase", "Pending")
             if phase in ("Succeeded", "Failed"):
                 break
             time.sleep(0.5)
-        log = api.read_namespaced_pod_log(name, "default") if phase != "Pending" else ""
+        log = cluster.kubectl("logs", "-n", "default", name).stdout if phase != "Pending" else ""
         return phase, log
     finally:
-        api.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+        cluster.kubectl("delete", "pod", "-n", "default", name, "--grace-period=0", "--wait=false")

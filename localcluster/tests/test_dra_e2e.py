@@ -24,8 +24,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from localcluster.pytest_plugin import ClusterHandle
 from localcluster.versions import BUSYBOX_IMAGE
@@ -98,11 +96,10 @@ def driver_process(
 
 @pytest.fixture
 def demo_namespace(local_cluster: ClusterHandle) -> Iterator[str]:
-    api = client.CoreV1Api(local_cluster.api_client())
     name = f"dra-e2e-{uuid.uuid4().hex[:6]}"
-    api.create_namespace({"metadata": {"name": name}})
+    local_cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    api.delete_namespace(name)
+    local_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def _manifests(namespace: str, device_class: str) -> list[dict[str, Any]]:
@@ -154,26 +151,6 @@ def _manifests(namespace: str, device_class: str) -> list[dict[str, Any]]:
     ]
 
 
-def _create(cluster: ClusterHandle, manifests: list[dict[str, Any]]) -> None:
-    dynamic = cluster.api_client()
-    custom = client.CustomObjectsApi(dynamic)
-    apps = client.AppsV1Api(dynamic)
-    for manifest in manifests:
-        kind = manifest["kind"]
-        if kind == "DeviceClass":
-            custom.create_cluster_custom_object("resource.k8s.io", "v1", "deviceclasses", manifest)
-        elif kind == "ResourceClaimTemplate":
-            custom.create_namespaced_custom_object(
-                "resource.k8s.io",
-                "v1",
-                manifest["metadata"]["namespace"],
-                "resourceclaimtemplates",
-                manifest,
-            )
-        else:
-            apps.create_namespaced_deployment(manifest["metadata"]["namespace"], manifest)
-
-
 def _device_file_lines() -> list[str]:
     return DEVICE_FILE.read_text().splitlines() if DEVICE_FILE.exists() else []
 
@@ -181,44 +158,36 @@ def _device_file_lines() -> list[str]:
 def test_deployment_claims_the_file_device_and_unprepare_removes_its_name(
     local_cluster: ClusterHandle, driver_process: subprocess.Popen[bytes], demo_namespace: str
 ) -> None:
-    core = client.CoreV1Api(local_cluster.api_client())
-    custom = client.CustomObjectsApi(local_cluster.api_client())
     device_class = f"e2e-file-{demo_namespace[-6:]}"
 
     # The driver published this node's pool, and the real validation accepted it.
+    selector = f"spec.nodeName={local_cluster.node_name},spec.driver={DRIVER}"
     slices = _wait(
-        lambda: custom.list_cluster_custom_object(
-            "resource.k8s.io",
-            "v1",
-            "resourceslices",
-            field_selector=f"spec.nodeName={local_cluster.node_name},spec.driver={DRIVER}",
-        )["items"],
+        lambda: local_cluster.get("resourceslices", f"--field-selector={selector}")["items"],
         60,
         "the driver's ResourceSlice",
     )
     assert [d["name"] for d in slices[0]["spec"]["devices"]] == ["file1"]
 
-    _create(local_cluster, _manifests(demo_namespace, device_class))
+    local_cluster.create(*_manifests(demo_namespace, device_class))
     try:
         pod = _wait(
             lambda: next(
                 (
                     p
-                    for p in core.list_namespaced_pod(demo_namespace).items
-                    if p.status.phase == "Running"
+                    for p in local_cluster.get("pods", "-n", demo_namespace)["items"]
+                    if p["status"].get("phase") == "Running"
                 ),
                 None,
             ),
             120,
             "the consumer pod to run",
         )
-        pod_name = pod.metadata.name
+        pod_name = pod["metadata"]["name"]
 
         # The scheduler allocated our device to the pod's own claim.
-        claim_name = pod.status.resource_claim_statuses[0].resource_claim_name
-        claim = custom.get_namespaced_custom_object(
-            "resource.k8s.io", "v1", demo_namespace, "resourceclaims", claim_name
-        )
+        claim_name = pod["status"]["resourceClaimStatuses"][0]["resourceClaimName"]
+        claim = local_cluster.get("resourceclaim", "-n", demo_namespace, claim_name)
         result = claim["status"]["allocation"]["devices"]["results"][0]
         assert (result["driver"], result["pool"], result["device"]) == (
             DRIVER,
@@ -243,7 +212,7 @@ def test_deployment_claims_the_file_device_and_unprepare_removes_its_name(
         # Scale to zero: the kubelet calls NodeUnprepareResources and the name goes.
         local_cluster.kubectl("scale", "-n", demo_namespace, "deployment/consumer", "--replicas=0")
         _wait(
-            lambda: not core.list_namespaced_pod(demo_namespace).items,
+            lambda: not local_cluster.get("pods", "-n", demo_namespace)["items"],
             120,
             "the consumer pod to go away",
         )
@@ -255,10 +224,4 @@ def test_deployment_claims_the_file_device_and_unprepare_removes_its_name(
         assert _device_file_lines() == []
         assert not cdi_specs[0].exists()
     finally:
-        try:
-            custom.delete_cluster_custom_object(
-                "resource.k8s.io", "v1", "deviceclasses", device_class
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        local_cluster.kubectl("delete", "deviceclass", device_class, "--ignore-not-found")

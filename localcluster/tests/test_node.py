@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from kubernetes import client
 
 from localcluster.pytest_plugin import ClusterHandle
 
@@ -17,11 +16,11 @@ pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 
 def test_node_is_ready_and_reports_the_built_versions(local_cluster: ClusterHandle) -> None:
-    node = client.CoreV1Api(local_cluster.api_client()).read_node(local_cluster.node_name)
-    conditions = {c.type: c.status for c in node.status.conditions}
+    status = local_cluster.get("node", local_cluster.node_name)["status"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Ready"] == "True"
-    assert node.status.node_info.kubelet_version == local_cluster.cluster.version.tag
-    assert node.status.node_info.container_runtime_version.startswith("containerd://2.")
+    assert status["nodeInfo"]["kubeletVersion"] == local_cluster.cluster.version.tag
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
 
 
 def test_a_pod_runs_and_its_log_comes_back(run_pod: Callable[[str], tuple[str, str]]) -> None:
