@@ -1,0 +1,407 @@
+"""Prepare and unprepare claims on this node, crash-consistently.
+
+State lives in three places: the checkpoint, one CDI spec per prepared claim,
+and the device files. The checkpoint is the only source of truth; the other
+two are derived from it and are (re)written after it:
+
+* prepare commits the checkpoint entry first, then writes the CDI spec, then
+  rewrites the device files;
+* unprepare drops the checkpoint entry first, then deletes the CDI spec, then
+  rewrites the device files;
+* at start (and after any failed write) ``reconcile`` rewrites every CDI spec
+  and device file from the checkpoint and deletes this driver's CDI specs and
+  temporary files that no checkpoint entry accounts for.
+
+Each file is replaced atomically, so whatever instant a ``kill -9`` hits, the
+disk holds some prefix of that sequence, and the next start brings files and
+specs back in line with the checkpoint. A claim the kubelet was told is
+prepared is always in the checkpoint (the answer is sent after the commit),
+and one it was told is unprepared is never in it.
+
+State changes are serialized by a thread lock (gRPC serves requests on a
+thread pool) and by an flock on a file in the plugin directory, so that a
+second driver process on the node (e.g. during a restart overlap) cannot
+interleave its changes. The slow part of a prepare, reading the claim from the
+API server, runs outside both locks, and changes that queue up while one is
+being written are committed together with a single checkpoint write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import cdi, claims, device_files, names
+from .checkpoint import CheckpointError, CheckpointFile, PreparedClaim
+from .claims import ClaimError, ClaimRef, ClaimSource
+from .devices import FileDevice, env_var
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE_NAME = "state.lock"
+
+
+@dataclass(frozen=True)
+class PrepareOutcome:
+    """Result for one claim: the prepared claim, or why it could not be prepared."""
+
+    claim: PreparedClaim | None = None
+    error: str = ""
+
+
+@dataclass(eq=False)
+class _Change:
+    """One caller's state change, queued for the next group commit."""
+
+    prepare: tuple[PreparedClaim, ...] = ()
+    unprepare: tuple[str, ...] = ()
+    outcomes: dict[str, PrepareOutcome] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    done: bool = False
+
+    def fail(
+        self, message: str, prepared: Iterable[PreparedClaim], unprepared: Iterable[str]
+    ) -> None:
+        """Report message for the claims of this change that the failed write covered."""
+        failed_prepares = {c.uid for c in prepared}
+        for claim in self.prepare:
+            if claim.uid in failed_prepares:
+                self.outcomes[claim.uid] = PrepareOutcome(error=message)
+        failed_unprepares = set(unprepared)
+        for uid in self.unprepare:
+            if uid in failed_unprepares:
+                self.errors[uid] = message
+
+
+class DeviceState:
+    def __init__(
+        self,
+        *,
+        driver_name: str,
+        node_name: str,
+        plugin_dir: Path,
+        cdi_dir: Path,
+        devices: Sequence[FileDevice],
+        shared: bool,
+        claim_source: ClaimSource,
+    ) -> None:
+        self._driver_name = driver_name
+        self._node_name = node_name
+        self._plugin_dir = plugin_dir
+        self._devices = {d.name: d for d in devices}
+        self._shared = shared
+        self._claim_source = claim_source
+        self._checkpoint = CheckpointFile(plugin_dir)
+        self._cdi = cdi.SpecDirectory(cdi_dir, driver_name)
+        self._claims: dict[str, PreparedClaim] = {}
+        self._mutex = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Change] = []
+        self._lock_fd: int | None = None
+        # Set when derived files may disagree with the checkpoint; the next
+        # locked operation reconciles before doing anything else.
+        self._dirty = True
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Create directories, take the lock file, and reconcile from the checkpoint.
+
+        Raises CheckpointError if the checkpoint is corrupt: starting with an
+        empty state instead would forget prepared claims and leak devices.
+        """
+        self._plugin_dir.mkdir(parents=True, exist_ok=True)
+        self._cdi.directory.mkdir(parents=True, exist_ok=True)
+        for directory in {d.path.parent for d in self._devices.values()}:
+            directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(
+            self._plugin_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        with self._locked():
+            log.info(
+                "node state reconciled from checkpoint",
+                extra={
+                    "prepared_claims": len(self._claims),
+                    "checkpoint": str(self._checkpoint.path),
+                },
+            )
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def prepared_count(self) -> int:
+        return len(self._claims)
+
+    # -- operations --------------------------------------------------------
+
+    def prepare(self, refs: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
+        """Prepare each claim; the result has an entry for every distinct UID."""
+        outcomes: dict[str, PrepareOutcome] = {}
+        to_fetch: dict[str, ClaimRef] = {}
+        try:
+            prepared = self._current_claims()
+        except (OSError, CheckpointError) as exc:
+            return {ref.uid: PrepareOutcome(error=f"node state unavailable: {exc}") for ref in refs}
+        for ref in refs:
+            if ref.uid in outcomes or ref.uid in to_fetch:
+                continue
+            problem = _ref_problem(ref)
+            if problem:
+                outcomes[ref.uid] = PrepareOutcome(error=problem)
+            elif (known := prepared.get(ref.uid)) is not None:
+                # Idempotent repeat (kubelet restart, retry after a failure
+                # elsewhere): same answer, nothing touched.
+                outcomes[ref.uid] = PrepareOutcome(claim=known)
+            else:
+                to_fetch[ref.uid] = ref
+
+        resolved: list[PreparedClaim] = []
+        for ref in to_fetch.values():
+            try:
+                obj = self._claim_source.get(ref)
+                resolved.append(
+                    claims.resolve_claim(
+                        obj, ref, self._driver_name, self._node_name, self._devices
+                    )
+                )
+            except ClaimError as exc:
+                outcomes[ref.uid] = PrepareOutcome(error=str(exc))
+        if resolved:
+            change = _Change(prepare=tuple(resolved))
+            self._commit(change)
+            outcomes.update(change.outcomes)
+        return outcomes
+
+    def unprepare(self, refs: Sequence[ClaimRef]) -> dict[str, str]:
+        """Unprepare each claim from the checkpoint alone; uid -> error ("" = done).
+
+        Unknown UIDs succeed: the claim was never prepared here, or an earlier
+        unprepare already finished.
+        """
+        change = _Change(unprepare=tuple(dict.fromkeys(ref.uid for ref in refs)))
+        self._commit(change)
+        return change.errors
+
+    # -- internals ---------------------------------------------------------
+
+    def _commit(self, change: _Change) -> None:
+        """Apply change together with whatever other changes are waiting (group commit).
+
+        Every state change rewrites the checkpoint with a flush to disk, which
+        dominates its cost. Callers queue their change and then take the
+        lock; whoever gets it commits every queued change with one checkpoint
+        write and one rewrite per touched device file, so N concurrent
+        requests cost about one write instead of N.
+        """
+        with self._queue_lock:
+            self._queue.append(change)
+        try:
+            with self._locked():
+                if change.done:  # committed by the previous lock holder
+                    return
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._apply(batch)
+        except (OSError, CheckpointError) as exc:
+            # Only reconciling in _locked() raises here, before this caller
+            # took the queue, so the change is still queued: withdraw it.
+            with self._queue_lock:
+                if change in self._queue:
+                    self._queue.remove(change)
+            if not change.done:
+                change.fail(f"node state unavailable: {exc}", change.prepare, change.unprepare)
+
+    def _apply(self, batch: Sequence[_Change]) -> None:
+        """Commit a batch of changes: checkpoint first, then the derived files."""
+        claims, added, removed = self._plan(batch)
+        if not added and not removed:
+            return
+        try:
+            self._checkpoint.save(list(claims.values()))
+        except OSError as exc:
+            for change in batch:
+                change.fail(f"cannot update node state: {exc}", added.values(), removed)
+            return
+        self._claims = claims
+        try:
+            for claim in added.values():
+                self._cdi.write(claim.uid, _mounts(claim))
+            for uid in removed:
+                self._cdi.remove(uid)
+            self._write_device_files(_device_paths([*added.values(), *removed.values()]))
+        except OSError as exc:
+            # The checkpoint has the change; the next locked operation
+            # reconciles the files before anything else.
+            self._dirty = True
+            for change in batch:
+                change.fail(f"cannot update node state: {exc}", added.values(), removed)
+            return
+        _log_changes(list(added.values()), list(removed.values()))
+
+    def _plan(
+        self, batch: Sequence[_Change]
+    ) -> tuple[dict[str, PreparedClaim], dict[str, PreparedClaim], dict[str, PreparedClaim]]:
+        """Apply the batch in memory, in order, and record each caller's result.
+
+        Returns the new claims, and the claims added to and removed from disk.
+        """
+        claims = dict(self._claims)
+        holders = {d.device: c for c in claims.values() for d in c.devices}
+        added: dict[str, PreparedClaim] = {}
+        removed: dict[str, PreparedClaim] = {}
+        for change in batch:
+            change.done = True
+            for claim in change.prepare:
+                if (known := claims.get(claim.uid)) is not None:
+                    # Prepared by a concurrent request while this one fetched.
+                    change.outcomes[claim.uid] = PrepareOutcome(claim=known)
+                    continue
+                conflict = None if self._shared else _conflict(claim, holders)
+                if conflict:
+                    change.outcomes[claim.uid] = PrepareOutcome(error=conflict)
+                    continue
+                claims[claim.uid] = added[claim.uid] = claim
+                holders.update((d.device, claim) for d in claim.devices)
+                change.outcomes[claim.uid] = PrepareOutcome(claim=claim)
+            for uid in change.unprepare:
+                change.errors[uid] = ""
+                gone = claims.pop(uid, None)
+                if gone is None:
+                    continue
+                for d in gone.devices:
+                    holders.pop(d.device, None)
+                # Prepared and unprepared within this batch: never on disk.
+                if added.pop(uid, None) is None:
+                    removed[uid] = gone
+        return claims, added, removed
+
+    def _current_claims(self) -> Mapping[str, PreparedClaim]:
+        """The prepared claims, without waiting for a commit in progress.
+
+        The mapping is replaced, never modified, so reading the reference is
+        safe without a lock. Only when the files may disagree with it (a
+        failed write, or another process changed the checkpoint) does this
+        take the lock and reconcile first. A commit racing with the read
+        makes it look as if the read came first, which is harmless: a claim
+        found missing is fetched and then found prepared at commit time.
+        """
+        if self._dirty or self._checkpoint.changed_on_disk():
+            with self._locked():
+                return self._claims
+        return self._claims
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            raise RuntimeError("DeviceState.start() was not called")
+        with self._mutex:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if self._dirty or self._checkpoint.changed_on_disk():
+                    self._reconcile()
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _reconcile(self) -> None:
+        """Make CDI specs and device files agree with the checkpoint on disk."""
+        self._claims = {c.uid: c for c in self._checkpoint.load()}
+        file_dirs = {Path(p).parent for p in self._device_file_contents(None)}
+        leftovers = [
+            *self._checkpoint.leftover_temp_files(),
+            *self._cdi.leftover_temp_files(),
+            *(t for d in file_dirs for t in device_files.leftover_temp_files(d)),
+        ]
+        for tmp in leftovers:
+            log.info("removing leftover temporary file", extra={"path": str(tmp)})
+            tmp.unlink(missing_ok=True)
+        for uid in self._cdi.claim_uids() - self._claims.keys():
+            log.info("removing CDI spec of unprepared claim", extra={"claim_uid": uid})
+            self._cdi.remove(uid)
+        for claim in self._claims.values():
+            if self._cdi.write(claim.uid, _mounts(claim)):
+                log.info("restored CDI spec", extra={"claim_uid": claim.uid})
+        self._write_device_files(None)
+        self._dirty = False
+
+    def _device_file_contents(self, paths: set[str] | None) -> dict[str, list[str]]:
+        """Device files (all if paths is None) and the pod names they must list.
+
+        Runs on every state change over every prepared claim, so it sticks to
+        plain strings (Path objects made it the most expensive step).
+        """
+        contents: dict[str, list[str]] = {str(d.path): [] for d in self._devices.values()}
+        if paths is not None:
+            contents = {p: [] for p in paths}
+        for claim in self._claims.values():
+            for path in {d.path for d in claim.devices}:
+                if paths is None or path in paths:
+                    contents.setdefault(path, []).extend(claim.pods)
+        return contents
+
+    def _write_device_files(self, paths: set[str] | None) -> None:
+        """Rewrite the given device files (all if None) from the checkpoint."""
+        for path, pods in self._device_file_contents(paths).items():
+            device_files.write(Path(path), pods)
+
+
+def _log_changes(added: Sequence[PreparedClaim], removed: Sequence[PreparedClaim]) -> None:
+    if added:
+        log.info(
+            "claims prepared",
+            extra={
+                "claims": [f"{c.namespace}/{c.name}" for c in added],
+                "pods": sorted({p for c in added for p in c.pods}),
+            },
+        )
+    if removed:
+        log.info(
+            "claims unprepared", extra={"claims": [f"{c.namespace}/{c.name}" for c in removed]}
+        )
+
+
+def _conflict(claim: PreparedClaim, holders: Mapping[str, PreparedClaim]) -> str | None:
+    """Why claim cannot have its devices in exclusive mode, or None.
+
+    The scheduler never allocates an exclusive device twice; this is the
+    last line of defense against a stale or forged allocation.
+    """
+    for device in claim.devices:
+        other = holders.get(device.device)
+        if other is not None:
+            return (
+                f"claim {claim.namespace}/{claim.name}: device {device.device} is already "
+                f"prepared for claim {other.namespace}/{other.name} (UID {other.uid}) and "
+                "this driver does not share devices (start it with --shared to allow that)"
+            )
+    return None
+
+
+def _ref_problem(ref: ClaimRef) -> str | None:
+    problem = names.uid_error(ref.uid)
+    if problem:
+        return f"claim {ref} has an unusable UID {ref.uid!r}: {problem}"
+    if not ref.namespace or not ref.name:
+        return f"claim with UID {ref.uid} lacks a namespace or name"
+    return None
+
+
+def _device_paths(prepared: Iterable[PreparedClaim]) -> set[str]:
+    return {d.path for claim in prepared for d in claim.devices}
+
+
+def _mounts(claim: PreparedClaim) -> list[cdi.FileMount]:
+    unique: Mapping[str, str] = {d.device: d.path for d in claim.devices}
+    return [
+        cdi.FileMount(device=device, host_path=path, env_var=env_var(device))
+        for device, path in unique.items()
+    ]
