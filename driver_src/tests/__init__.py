@@ -1,0 +1,1 @@
+"""Tests of the DRA file driver (a package, so its helpers import relatively)."""

@@ -1,0 +1,459 @@
+"""Prepare/unprepare orchestration, in process, with a fake claim source."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dra_file_driver import atomicfile, cdi, checkpoint
+from dra_file_driver.checkpoint import CheckpointError
+from dra_file_driver.claims import ClaimRef
+from dra_file_driver.device_state import DeviceState
+from dra_file_driver.devices import inventory
+
+from .driver_testkit import (
+    DRIVER,
+    NODE,
+    FakeClaimSource,
+    NodeDirs,
+    assert_consistent,
+    claim_object,
+    file_lines,
+    new_uid,
+    result,
+    wait_for,
+)
+
+FILE_COUNT = 3
+
+MakeState = Callable[..., DeviceState]
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> NodeDirs:
+    return NodeDirs(tmp_path / "plugin", tmp_path / "cdi", tmp_path / "files")
+
+
+@pytest.fixture
+def make_state(dirs: NodeDirs, fake_claims: FakeClaimSource) -> Iterator[MakeState]:
+    states: list[DeviceState] = []
+
+    def make(shared: bool = False, start: bool = True) -> DeviceState:
+        state = DeviceState(
+            driver_name=DRIVER,
+            node_name=NODE,
+            plugin_dir=dirs.plugin_dir,
+            cdi_dir=dirs.cdi_dir,
+            devices=inventory(dirs.file_dir, FILE_COUNT),
+            shared=shared,
+            claim_source=fake_claims,
+        )
+        states.append(state)
+        if start:
+            state.start()
+        return state
+
+    yield make
+    for state in states:
+        state.close()
+
+
+def add_claim(
+    fake: FakeClaimSource, devices: list[str], pods: list[str], **kwargs: Any
+) -> ClaimRef:
+    uid = new_uid()
+    name = kwargs.pop("name", f"claim-{uid[:8]}")
+    claim = fake.add(
+        claim_object(
+            namespace="ns",
+            name=name,
+            uid=uid,
+            results=kwargs.pop(
+                "results", [result(d, request=f"r{i}") for i, d in enumerate(devices)]
+            ),
+            pods=pods,
+            **kwargs,
+        )
+    )
+    return ClaimRef(claim.namespace, claim.name, claim.uid)
+
+
+def test_start_creates_empty_device_files(make_state: MakeState, dirs: NodeDirs) -> None:
+    make_state()
+    for i in range(1, FILE_COUNT + 1):
+        assert (dirs.file_dir / f"file{i}").read_bytes() == b""
+    assert_consistent(dirs, FILE_COUNT)
+
+
+def test_prepare_writes_checkpoint_cdi_spec_and_file(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file2"], ["pod-a", "pod-b"])
+    outcome = state.prepare([ref])[ref.uid]
+    assert outcome.error == ""
+    assert outcome.claim is not None
+    assert [(d.request, d.pool, d.device) for d in outcome.claim.devices] == [("r0", NODE, "file2")]
+    assert file_lines(dirs.file_dir / "file2") == ["pod-a", "pod-b"]
+    spec = json.loads(cdi.SpecDirectory(dirs.cdi_dir, DRIVER).path(ref.uid).read_text())
+    assert spec["devices"][0]["name"] == f"{ref.uid}-file2"
+    claims = assert_consistent(dirs, FILE_COUNT)
+    assert [c.uid for c in claims] == [ref.uid]
+
+
+def test_repeated_prepare_returns_same_answer_without_api_or_file_write(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], ["pod-a"])
+    first = state.prepare([ref])[ref.uid]
+    gets, inode = fake_claims.gets, (dirs.file_dir / "file1").stat().st_ino
+    fake_claims.delete(ref)  # a repeat must not even need the claim
+    again = state.prepare([ref, ref])
+    assert again == {ref.uid: first}
+    assert fake_claims.gets == gets
+    assert (dirs.file_dir / "file1").stat().st_ino == inode
+
+
+def test_unprepare_removes_names_spec_and_entry(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], ["pod-a"])
+    state.prepare([ref])
+    fake_claims.delete(ref)  # unprepare works from the checkpoint alone
+    unknown = ClaimRef("ns", "never-prepared", new_uid())
+    assert state.unprepare([ref, unknown]) == {ref.uid: "", unknown.uid: ""}
+    assert file_lines(dirs.file_dir / "file1") == []
+    assert assert_consistent(dirs, FILE_COUNT) == []
+    assert state.unprepare([ref]) == {ref.uid: ""}
+
+
+def test_exclusive_device_is_refused_to_a_second_claim(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    first = add_claim(fake_claims, ["file1"], ["pod-a"], name="first")
+    second = add_claim(fake_claims, ["file1"], ["pod-b"], name="second")
+    assert state.prepare([first])[first.uid].error == ""
+    error = state.prepare([second])[second.uid].error
+    assert "device file1 is already prepared for claim ns/first" in error
+    assert file_lines(dirs.file_dir / "file1") == ["pod-a"]
+    assert [c.uid for c in assert_consistent(dirs, FILE_COUNT)] == [first.uid]
+
+
+def test_exclusive_conflict_within_one_request(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    first = add_claim(fake_claims, ["file1"], ["pod-a"])
+    second = add_claim(fake_claims, ["file1"], ["pod-b"])
+    outcomes = state.prepare([first, second])
+    assert outcomes[first.uid].error == ""
+    assert "already prepared" in outcomes[second.uid].error
+
+
+def test_shared_device_lists_every_pod_once(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state(shared=True)
+    a = add_claim(fake_claims, ["file1"], ["pod-a", "pod-both"])
+    b = add_claim(fake_claims, ["file1", "file1"], ["pod-both", "pod-b"])
+    outcomes = state.prepare([a, b])
+    assert all(o.error == "" for o in outcomes.values())
+    assert file_lines(dirs.file_dir / "file1") == ["pod-a", "pod-both", "pod-b"]
+    spec = json.loads(cdi.SpecDirectory(dirs.cdi_dir, DRIVER).path(b.uid).read_text())
+    assert [d["name"] for d in spec["devices"]] == [f"{b.uid}-file1"]
+
+    assert state.unprepare([a]) == {a.uid: ""}
+    assert file_lines(dirs.file_dir / "file1") == ["pod-both", "pod-b"]
+    assert_consistent(dirs, FILE_COUNT)
+
+
+def test_bad_claim_is_rejected_while_others_in_the_request_proceed(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    good = add_claim(fake_claims, ["file1"], ["pod-a"])
+    bad_pod = add_claim(fake_claims, ["file2"], ["evil\npod"])
+    missing = ClaimRef("ns", "missing", new_uid())
+    bad_uid = ClaimRef("ns", "x", "../../etc")
+    outcomes = state.prepare([good, bad_pod, missing, bad_uid])
+    assert outcomes[good.uid].error == ""
+    assert "not a valid Kubernetes name" in outcomes[bad_pod.uid].error
+    assert outcomes[missing.uid].error == "claim ns/missing does not exist"
+    assert "unusable UID" in outcomes[bad_uid.uid].error
+    assert file_lines(dirs.file_dir / "file2") == []
+    assert [c.uid for c in assert_consistent(dirs, FILE_COUNT)] == [good.uid]
+
+
+def test_claims_survive_a_restart(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    old = make_state()
+    ref = add_claim(fake_claims, ["file3"], ["pod-a"])
+    answer = old.prepare([ref])[ref.uid]
+    old.close()
+    fake_claims.delete(ref)
+
+    new = make_state()
+    assert new.prepare([ref])[ref.uid] == answer
+    assert new.unprepare([ref]) == {ref.uid: ""}
+    assert file_lines(dirs.file_dir / "file3") == []
+    assert assert_consistent(dirs, FILE_COUNT) == []
+
+
+def test_start_repairs_files_specs_and_removes_leftovers(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    kept = add_claim(fake_claims, ["file1"], ["pod-a"])
+    state.prepare([kept])
+    state.close()
+    specs = cdi.SpecDirectory(dirs.cdi_dir, DRIVER)
+    # What a crash can leave behind: a damaged or missing derived file, a
+    # spec of a claim that never made it into the checkpoint, temp files.
+    (dirs.file_dir / "file1").write_text("garbage\n")
+    (dirs.file_dir / "file2").unlink()
+    specs.path(kept.uid).unlink()
+    specs.write("orphan-uid", [cdi.FileMount("file2", "/x", "DRA_FILE2")])
+    foreign = dirs.cdi_dir / "vendor.example.com-gpu_1.json"
+    foreign.write_text("{}")
+    for directory, target in [
+        (dirs.plugin_dir, checkpoint.FILE_NAME),
+        (dirs.cdi_dir, cdi.spec_file_name(DRIVER, "x")),
+        (dirs.file_dir, "file1"),
+    ]:
+        (directory / f"{atomicfile.temp_prefix(target)}zz").write_text("partial")
+
+    make_state()
+    assert file_lines(dirs.file_dir / "file1") == ["pod-a"]
+    assert [c.uid for c in assert_consistent(dirs, FILE_COUNT)] == [kept.uid]
+    assert foreign.exists()
+
+
+def test_corrupt_checkpoint_stops_start(make_state: MakeState, dirs: NodeDirs) -> None:
+    dirs.plugin_dir.mkdir(parents=True)
+    (dirs.plugin_dir / checkpoint.FILE_NAME).write_text(
+        '{"version": 1, "claims": [], "checksum": "x"}'
+    )
+    with pytest.raises(CheckpointError, match="fails its checksum"):
+        make_state()
+
+
+def test_write_failure_after_commit_is_reported_and_repaired(
+    make_state: MakeState,
+    dirs: NodeDirs,
+    fake_claims: FakeClaimSource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], ["pod-a"])
+    real_write = cdi.SpecDirectory.write
+    calls = 0
+
+    def failing_once(self: cdi.SpecDirectory, uid: str, mounts: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError(28, "No space left on device")
+        return real_write(self, uid, mounts)
+
+    monkeypatch.setattr(cdi.SpecDirectory, "write", failing_once)
+    assert "No space left" in state.prepare([ref])[ref.uid].error
+    # The kubelet retries; the claim is in the checkpoint, the state is
+    # repaired first, and the same answer comes back.
+    retry = state.prepare([ref])[ref.uid]
+    assert retry.error == ""
+    assert file_lines(dirs.file_dir / "file1") == ["pod-a"]
+    assert_consistent(dirs, FILE_COUNT)
+
+
+def test_checkpoint_write_failure_changes_nothing(
+    make_state: MakeState,
+    dirs: NodeDirs,
+    fake_claims: FakeClaimSource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], ["pod-a"])
+
+    def no_space(self: checkpoint.CheckpointFile, claims: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.CheckpointFile, "save", no_space)
+    assert "No space left" in state.prepare([ref])[ref.uid].error
+    monkeypatch.undo()
+    assert file_lines(dirs.file_dir / "file1") == []
+    assert assert_consistent(dirs, FILE_COUNT) == []
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: nothing after it runs, nothing catches it."""
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch, crash_at: int | None) -> list[int]:
+    """Count durable file operations; raise SimulatedCrash before operation crash_at."""
+    counter = [0]
+    real_write, real_remove = atomicfile.write_atomically, atomicfile.remove
+
+    def step() -> None:
+        counter[0] += 1
+        if crash_at is not None and counter[0] == crash_at:
+            raise SimulatedCrash
+
+    def write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+        step()
+        real_write(path, data, mode, durable=durable)
+
+    def remove(path: Path, *, durable: bool = True) -> bool:
+        step()
+        return real_remove(path, durable=durable)
+
+    monkeypatch.setattr(atomicfile, "write_atomically", write)
+    monkeypatch.setattr(atomicfile, "remove", remove)
+    return counter
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_crash_at_every_step_leaves_a_state_the_next_start_makes_consistent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool
+) -> None:
+    def scenario(state: DeviceState, fake: FakeClaimSource) -> None:
+        a = add_claim(fake, ["file1"], ["pod-a"], name="a")
+        b = add_claim(fake, ["file2", "file1" if shared else "file3"], ["pod-b"], name="b")
+        state.prepare([a])
+        state.prepare([b])
+        state.unprepare([a])
+        c = add_claim(fake, ["file1"], ["pod-c"], name="c")
+        state.prepare([c])
+        state.unprepare([b, c])
+
+    def run(base: Path, crash_at: int | None) -> int:
+        fake = FakeClaimSource()
+        dirs = NodeDirs(base / "plugin", base / "cdi", base / "files")
+        state = DeviceState(
+            driver_name=DRIVER,
+            node_name=NODE,
+            plugin_dir=dirs.plugin_dir,
+            cdi_dir=dirs.cdi_dir,
+            devices=inventory(dirs.file_dir, FILE_COUNT),
+            shared=shared,
+            claim_source=fake,
+        )
+        state.start()
+        with monkeypatch.context() as m:
+            counter = count_writes(m, crash_at)
+            with contextlib.suppress(SimulatedCrash):
+                scenario(state, fake)
+        state.close()  # the dead process's lock goes away with it
+        restarted = DeviceState(
+            driver_name=DRIVER,
+            node_name=NODE,
+            plugin_dir=dirs.plugin_dir,
+            cdi_dir=dirs.cdi_dir,
+            devices=inventory(dirs.file_dir, FILE_COUNT),
+            shared=shared,
+            claim_source=fake,
+        )
+        restarted.start()
+        claims = assert_consistent(dirs, FILE_COUNT)
+        # Whatever survived can still be unprepared by the new process.
+        restarted.unprepare([ClaimRef(c.namespace, c.name, c.uid) for c in claims])
+        assert assert_consistent(dirs, FILE_COUNT) == []
+        restarted.close()
+        return counter[0]
+
+    total = run(tmp_path / "full", None)
+    assert total >= 12  # checkpoint, spec and file writes for 5 operations
+    for crash_at in range(1, total + 1):
+        run(tmp_path / f"crash-{crash_at}", crash_at)
+
+
+def test_concurrent_prepares_and_unprepares_lose_no_line(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state(shared=True)
+    refs = [add_claim(fake_claims, ["file1"], [f"pod-{i}"]) for i in range(40)]
+    state.prepare(refs[:20])
+    errors: list[str] = []
+
+    def prepare(ref: ClaimRef) -> None:
+        errors.extend(o.error for o in state.prepare([ref]).values() if o.error)
+
+    def unprepare(ref: ClaimRef) -> None:
+        errors.extend(e for e in state.unprepare([ref]).values() if e)
+
+    threads = [threading.Thread(target=prepare, args=(r,)) for r in refs[20:]]
+    threads += [threading.Thread(target=unprepare, args=(r,)) for r in refs[:10]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(file_lines(dirs.file_dir / "file1")) == sorted(f"pod-{i}" for i in range(10, 40))
+    assert_consistent(dirs, FILE_COUNT)
+
+
+def test_two_instances_on_one_node_share_the_checkpoint(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    first, second = make_state(), make_state()
+    a = add_claim(fake_claims, ["file1"], ["pod-a"])
+    b = add_claim(fake_claims, ["file1"], ["pod-b"])
+    c = add_claim(fake_claims, ["file2"], ["pod-c"])
+    assert first.prepare([a])[a.uid].error == ""
+    # The second instance sees the first one's claim before deciding.
+    assert "already prepared" in second.prepare([b])[b.uid].error
+    assert second.prepare([c])[c.uid].error == ""
+    assert first.unprepare([c]) == {c.uid: ""}
+    assert [x.uid for x in assert_consistent(dirs, FILE_COUNT)] == [a.uid]
+
+
+def test_concurrent_changes_share_checkpoint_writes(
+    make_state: MakeState,
+    dirs: NodeDirs,
+    fake_claims: FakeClaimSource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = make_state(shared=True)
+    refs = [add_claim(fake_claims, ["file1"], [f"pod-{i}"]) for i in range(20)]
+    saves = 0
+    first_save_started, release = threading.Event(), threading.Event()
+    real_save = checkpoint.CheckpointFile.save
+
+    def slow_first_save(self: checkpoint.CheckpointFile, claims: Any) -> None:
+        nonlocal saves
+        saves += 1
+        if saves == 1:
+            first_save_started.set()
+            release.wait(30)
+        real_save(self, claims)
+
+    monkeypatch.setattr(checkpoint.CheckpointFile, "save", slow_first_save)
+    results: dict[str, str] = {}
+
+    def prepare(ref: ClaimRef) -> None:
+        results.update({uid: o.error for uid, o in state.prepare([ref]).items()})
+
+    first = threading.Thread(target=prepare, args=(refs[0],))
+    first.start()
+    assert first_save_started.wait(30)
+    others = [threading.Thread(target=prepare, args=(r,)) for r in refs[1:]]
+    for t in others:
+        t.start()
+    # Each waiting caller has queued its change before it waits for the lock.
+    wait_for(lambda: len(state._queue) == len(others), 30, "all changes to queue")
+    release.set()
+    for t in [first, *others]:
+        t.join()
+    assert results == {r.uid: "" for r in refs}
+    assert saves == 2  # the first change alone, then the 19 queued ones together
+    assert sorted(file_lines(dirs.file_dir / "file1")) == sorted(f"pod-{i}" for i in range(20))
+    assert_consistent(dirs, FILE_COUNT)
