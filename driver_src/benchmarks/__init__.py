@@ -1,0 +1,1 @@
+"""Benchmarks of the driver; run on purpose (python -m benchmarks.<name>), never by pytest."""

@@ -1,0 +1,265 @@
+"""Benchmark: prepare/unprepare latency, start-up time and memory of the driver.
+
+Runs the driver as a process against a real API server, the way the kubelet
+would use it, and prints figures; it asserts nothing about speed (that is
+what the printed numbers are for) and is not collected by pytest.
+
+    cd driver_src && python -m benchmarks.prepare_latency [--kubeconfig PATH]
+
+Without --kubeconfig it starts (or reuses) the localcluster control plane and
+stops it afterwards if it started it. What is measured:
+
+* latency of NodePrepareResources and NodeUnprepareResources, one claim per
+  call as the kubelet sends them for single-claim pods, p50/p99 at each
+  concurrency level over --claims claims (each prepare GETs its claim from
+  the API server and writes checkpoint, CDI spec and device file with fsync);
+* time from process start to a registration socket that answers GetInfo;
+* resident memory of the driver after the run (VmRSS, and peak VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+from kubernetes import client, config
+
+from localcluster.cluster import LocalCluster
+from localcluster.layout import DEFAULT_RUN_DIR
+
+# The cluster helpers live with the tests; driver_src must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dra_file_driver.kubelet_client import Claim, KubeletClient
+from tests import cluster_kit
+
+CONCURRENCY = (1, 8, 64)
+PODS = 64  # claims are reserved for these pods, round robin
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def timed_calls(calls: Sequence[Callable[[], None]], concurrency: int) -> tuple[list[float], float]:
+    """Run calls with concurrency workers; return per-call latencies and wall time."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def run(call: Callable[[], None]) -> None:
+        start = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - start
+        with lock:
+            latencies.append(elapsed)
+
+    wall_start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(run, calls))
+    return latencies, time.perf_counter() - wall_start
+
+
+@contextlib.contextmanager
+def api_server(kubeconfig: Path | None) -> Iterator[Path]:
+    if kubeconfig is not None:
+        yield kubeconfig
+        return
+    # The run directory the localcluster CLI uses: a running demo cluster
+    # is reused (and left running), otherwise one is started and stopped.
+    cluster = LocalCluster(run_dir=Path(os.environ.get("LOCALCLUSTER_RUN_DIR", DEFAULT_RUN_DIR)))
+    started = cluster.up(with_node=False).started
+    try:
+        yield cluster.kubeconfig
+    finally:
+        if started:
+            cluster.down()
+
+
+def make_claims(api: client.ApiClient, ns: str, node: str, count: int, devices: int) -> list[Claim]:
+    pods = [cluster_kit.pending_pod(api, ns, f"bench-pod-{i}") for i in range(PODS)]
+
+    def make(i: int) -> Claim:
+        claim = cluster_kit.create_claim(api, ns, name=f"bench-claim-{i}")
+        allocated = cluster_kit.allocate(
+            api,
+            claim,
+            [cluster_kit.result(f"file{1 + i % devices}", node)],
+            reserved_for=[pods[i % PODS]],
+        )
+        return cluster_kit.as_claim(allocated)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(make, range(count)))
+
+
+def wait_answering(registration: Path, process: subprocess.Popen[bytes]) -> None:
+    """Return once the registration socket answers GetInfo."""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"driver exited with {process.returncode}")
+        if registration.exists():
+            kubelet = KubeletClient(registration)
+            try:
+                kubelet.get_info()
+                return
+            except grpc.RpcError:
+                pass
+            finally:
+                kubelet.close()
+        time.sleep(0.002)
+
+
+def measure_startup(base: Path, kubeconfig: Path, node: str, runs: int) -> list[float]:
+    times = []
+    for run in range(runs):
+        run_dir = base / f"startup-{run}"
+        start = time.perf_counter()
+        proc = cluster_kit.start_driver_process(run_dir_ready(run_dir), kubeconfig, node)
+        try:
+            wait_answering(proc.registration_socket, proc.process)
+            times.append(time.perf_counter() - start)
+        finally:
+            proc.stop()
+    return times
+
+
+def run_dir_ready(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def report(name: str, concurrency: int, latencies: list[float], wall: float) -> dict[str, Any]:
+    row = {
+        "op": name,
+        "concurrency": concurrency,
+        "calls": len(latencies),
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+        "per_s": len(latencies) / wall,
+    }
+    print(
+        f"{name:<10} c={concurrency:<3} n={row['calls']:<5} p50={row['p50_ms']:8.2f} ms  "
+        f"p99={row['p99_ms']:8.2f} ms  mean={row['mean_ms']:8.2f} ms  "
+        f"throughput={row['per_s']:8.1f}/s"
+    )
+    return row
+
+
+def run_levels(kubelet: KubeletClient, claims: Sequence[Claim]) -> list[dict[str, Any]]:
+    rows = []
+    for concurrency in CONCURRENCY:
+        prepares = [lambda c=c: check(kubelet.prepare([c])) for c in claims]
+        rows.append(report("prepare", concurrency, *timed_calls(prepares, concurrency)))
+        unprepares = [lambda c=c: check(kubelet.unprepare([c])) for c in claims]
+        rows.append(report("unprepare", concurrency, *timed_calls(unprepares, concurrency)))
+    return rows
+
+
+def print_ratios(rows: Sequence[dict[str, Any]]) -> None:
+    base = {r["op"]: r for r in rows if r["concurrency"] == 1}
+    for r in rows:
+        if r["concurrency"] != 1:
+            one = base[r["op"]]
+            print(
+                f"{r['op']:<10} c={r['concurrency']:<3} p99 x{r['p99_ms'] / one['p99_ms']:.1f} "
+                f"of c=1, throughput x{r['per_s'] / one['per_s']:.1f} of c=1"
+            )
+
+
+def benchmark(kubeconfig: Path, base: Path, args: argparse.Namespace) -> None:
+    api = config.new_client_from_config(str(kubeconfig))
+    version = client.VersionApi(api).get_code().git_version
+    print(
+        f"API server {version}; {args.claims} claims, {args.file_count} shared devices, "
+        "one claim per call"
+    )
+    with cluster_kit.fake_node(api) as node, cluster_kit.namespace(api) as ns:
+        setup_start = time.perf_counter()
+        claims = make_claims(api, ns, node, args.claims, args.file_count)
+        print(
+            f"created {len(claims)} allocated claims in {time.perf_counter() - setup_start:.1f} s"
+        )
+
+        startup = [s * 1000 for s in measure_startup(base, kubeconfig, node, args.startup_runs)]
+        print(
+            f"start-up to GetInfo answered: median {statistics.median(startup):.0f} ms "
+            f"(min {min(startup):.0f}, max {max(startup):.0f}, {len(startup)} runs)"
+        )
+
+        proc = cluster_kit.start_driver_process(
+            run_dir_ready(base / "bench"),
+            kubeconfig,
+            node,
+            "--shared",
+            "--file-count",
+            str(args.file_count),
+            "--log-level",
+            "warning",
+        )
+        kubelet = KubeletClient(proc.registration_socket)
+        try:
+            wait_answering(proc.registration_socket, proc.process)
+            kubelet.register()
+            rows = run_levels(kubelet, claims)
+            memory = memory_kib(proc.process.pid)
+        finally:
+            kubelet.close()
+            proc.stop()
+        print_ratios(rows)
+        print(
+            f"driver memory after the run: RSS {memory['VmRSS'] / 1024:.1f} MiB, "
+            f"peak {memory['VmHWM'] / 1024:.1f} MiB"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--kubeconfig", type=Path, help="admin kubeconfig of a running cluster")
+    parser.add_argument("--claims", type=int, default=1000, help="claims per level")
+    parser.add_argument("--file-count", type=int, default=8, help="shared devices on the node")
+    parser.add_argument("--startup-runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="dra-bench-", dir="/tmp"))
+    try:
+        with api_server(args.kubeconfig) as kubeconfig:
+            benchmark(kubeconfig, base, args)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+def check(answer: Mapping[str, object]) -> None:
+    """Fail the benchmark on any per-claim error: a failed call is no latency sample."""
+    for uid, outcome in answer.items():
+        error = outcome if isinstance(outcome, str) else getattr(outcome, "error", "")
+        if error:
+            raise RuntimeError(f"claim {uid} failed: {error}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
