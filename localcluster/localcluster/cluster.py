@@ -53,6 +53,9 @@ NODE = ("containerd", "kubelet", "kube-proxy")
 # Host paths the node may create; removed by `down` only if `up` created them.
 HOST_PATHS = (KUBELET_ROOT, CNI_CACHE_DIR, NETNS_DIR, SHIM_SOCKET_DIR, *CDI_SPEC_DIRS)
 SMOKE_POD = "localcluster-smoke"
+# Names the run directory whose cluster owns the machine-wide node state (tmpfs:
+# a reboot, which also ends every process, clears it).
+HOST_OWNER_FILE = Path("/run/dra-localcluster.owner")
 
 Log = Callable[[str], None]
 
@@ -72,6 +75,9 @@ class RunState:
     kubernetes_version: str
     node_name: str
     created_host_paths: list[str] = field(default_factory=list)
+    # Whether a kubelet or containerd was ever started: only then is there
+    # node state (netns, iptables chains) for `down` to remove.
+    node_started: bool = False
 
     @classmethod
     def load(cls, path: Path) -> RunState | None:
@@ -119,14 +125,8 @@ class LocalCluster:
     def up(self, with_node: bool = True) -> UpResult:
         started_at = time.monotonic()
         _preflight(with_node)
-        if with_node and self.supervisor.find("kubelet") is None:
-            foreign = _processes_named("kubelet")
-            if foreign:
-                raise ClusterError(
-                    f"another kubelet runs on this machine (pid {foreign[0]}); a second "
-                    "node would fight it over /var/lib/kubelet and iptables"
-                )
         binaries = self.build()
+        self._claim_host()
         state = self._claim_run_state()
         wanted = CONTROL_PLANE + (NODE if with_node else ())
         missing = [name for name in wanted if self.supervisor.find(name) is None]
@@ -144,14 +144,26 @@ class LocalCluster:
         """Stop everything and remove every trace on the host; True if anything ran."""
         state = RunState.load(self.layout.state_file)
         was_running = any(self.supervisor.find(n) for n in (*CONTROL_PLANE, *NODE))
+        owner = _host_owner()
+        if owner is not None and owner != self.layout.root:
+            # Another run directory's cluster holds the node paths, the bridge and
+            # the iptables chains: touching them would break it. Stop only what
+            # this run directory recorded, and remove the directory itself.
+            for name in (*reversed(NODE), *reversed(CONTROL_PLANE)):
+                self.supervisor.stop(name)
+            if self.layout.root.exists():
+                hoststate.remove_tree(self.layout.root)
+            return was_running or state is not None
+        if state is None and owner is None:
+            return was_running  # nothing of ours on this host
         self._stop_node()
-        if state is not None:
-            # Only chains our own kubelet and kube-proxy can have made: `up` refuses to
-            # run beside another cluster's node (see _preflight).
-            hoststate.remove_kube_iptables()
         for name in reversed(CONTROL_PLANE):
             self.supervisor.stop(name)
-        hoststate.remove_network_namespaces()
+        if state is None or state.node_started:
+            # Node state: we hold the host marker, and `up` refuses to start a node
+            # beside a foreign kubelet, so these are our kubelet's and runtime's.
+            hoststate.remove_kube_iptables()
+            hoststate.remove_network_namespaces()
         busy_mounts = hoststate.unmount_all(KUBELET_ROOT, self.layout.root)
         busy_cgroups = hoststate.remove_kubelet_cgroups()
         hoststate.remove_pod_veths(self.layout.network)
@@ -166,6 +178,7 @@ class LocalCluster:
                 hoststate.remove_tree(Path(created))
         if self.layout.root.exists():
             hoststate.remove_tree(self.layout.root)
+        HOST_OWNER_FILE.unlink(missing_ok=True)
         return was_running or state is not None
 
     def status(self) -> dict[str, Any]:
@@ -196,6 +209,33 @@ class LocalCluster:
 
     # --- bring-up -------------------------------------------------------------
 
+    def _claim_host(self) -> None:
+        """Make this run directory the one cluster that owns the host's node state.
+
+        The kubelet root, the bridge, the CDI directories and the iptables chains
+        are machine-wide, so only one local cluster can run at a time. Refuse
+        before touching anything when another run directory's cluster is running.
+        """
+        owner = _host_owner()
+        if owner is not None and owner != self.layout.root:
+            other = Supervisor(RunLayout(owner))
+            alive = [name for name in (*CONTROL_PLANE, *NODE) if other.find(name)]
+            if alive:
+                raise ClusterError(
+                    f"another local cluster is running from {owner} ({', '.join(alive)}); "
+                    f"stop it first with: localcluster --run-dir {owner} down"
+                )
+            self.log(f"localcluster: taking over from {owner}, whose processes are gone")
+        if self.supervisor.find("kubelet") is None:
+            foreign = _processes_named("kubelet")
+            if foreign:
+                raise ClusterError(
+                    f"a kubelet that is not this cluster's runs on this machine (pid "
+                    f"{foreign[0]}); this cluster would fight it over /var/lib/kubelet, "
+                    "the CDI directories and iptables"
+                )
+        HOST_OWNER_FILE.write_text(f"{self.layout.root}\n")
+
     def _claim_run_state(self) -> RunState:
         state = RunState.load(self.layout.state_file)
         if state is None:
@@ -210,6 +250,9 @@ class LocalCluster:
         return state
 
     def _start(self, missing: list[str], binaries: Binaries, state: RunState) -> None:
+        if any(name in NODE for name in missing) and not state.node_started:
+            state.node_started = True
+            state.save(self.layout.state_file)
         hoststate.check_address_space(self.layout.network)
         hoststate.ensure_bridge(self.layout.network)
         self._write_pki()
@@ -344,9 +387,7 @@ class LocalCluster:
             self._ctr(binaries, "images", "import", str(archive))
 
     def _api(self) -> Any:
-        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            str(self.kubeconfig), context=KUBECONFIG_CONTEXT
-        )
+        api_client = config.new_client_from_config(str(self.kubeconfig), context=KUBECONFIG_CONTEXT)
         return client.CoreV1Api(api_client)
 
     def _wait_node_ready(self, timeout: float) -> None:
@@ -472,6 +513,13 @@ def _delete_pod_if_present(api: Any, name: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def _host_owner() -> Path | None:
+    try:
+        return Path(HOST_OWNER_FILE.read_text().strip())
+    except FileNotFoundError:
+        return None
 
 
 def _processes_named(name: str) -> list[int]:

@@ -49,7 +49,7 @@ class ClusterHandle:
         return self.cluster.layout.root
 
     def api_client(self) -> client.ApiClient:
-        api_client: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        api_client: client.ApiClient = config.new_client_from_config(
             str(self.kubeconfig), context=KUBECONFIG_CONTEXT
         )
         return api_client
