@@ -1,0 +1,98 @@
+"""Shared helpers for the tests of the Ansible delivery (tests/ansible/).
+
+The tests run the real ansible-playbook of the virtual environment that runs
+pytest, from the repository root, with the repository's ansible.cfg.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KIND_CONFIG_CHECK = REPO / "tools" / "kind-config-check"
+RECAP_RE = re.compile(
+    r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """The outcome of one ansible-playbook run."""
+
+    returncode: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, int]:
+        match = RECAP_RE.search(self.output)
+        assert match, f"no PLAY RECAP in output:\n{self.output}"
+        return {
+            "ok": int(match.group(2)),
+            "changed": int(match.group(3)),
+            "unreachable": int(match.group(4)),
+            "failed": int(match.group(5)),
+        }
+
+
+def _tool(name: str) -> str:
+    """A tool of the running virtual environment, else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+@pytest.fixture(scope="session")
+def ansible_playbook() -> str:
+    return _tool("ansible-playbook")
+
+
+@pytest.fixture(scope="session")
+def run_playbook(ansible_playbook: str):  # type: ignore[no-untyped-def]
+    """Run a playbook (path relative to the repository) with extra arguments."""
+
+    def run(playbook: str, *args: str, timeout: float = 600) -> Run:
+        env = dict(os.environ)
+        env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+        env["ANSIBLE_NOCOLOR"] = "1"
+        env["ANSIBLE_FORCE_COLOR"] = "0"
+        env["PATH"] = f"{Path(ansible_playbook).parent}{os.pathsep}{env.get('PATH', '')}"
+        completed = subprocess.run(
+            [ansible_playbook, playbook, *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Run(completed.returncode, completed.stdout + completed.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def kind_config_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tools/kind-config-check, built once per session with the local Go."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("Go is not installed: cannot build tools/kind-config-check")
+    binary = tmp_path_factory.mktemp("kind-config-check") / "kind-config-check"
+    subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=KIND_CONFIG_CHECK,
+        check=True,
+        timeout=600,
+    )
+    return binary
