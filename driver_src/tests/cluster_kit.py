@@ -23,7 +23,7 @@ from kubernetes import client
 
 from dra_file_driver.kubelet_client import Claim
 
-from .driver_testkit import wait_for
+from .driver_testkit import directory_flags, wait_for
 
 DRIVER = "file.dra.example.com"
 GROUP, VERSION = "resource.k8s.io", "v1"
@@ -269,14 +269,7 @@ def start_driver_process(
                 node,
                 "--kubeconfig",
                 str(kubeconfig),
-                "--registry-dir",
-                str(base / "reg"),
-                "--plugin-dir",
-                str(base / "plugin"),
-                "--cdi-dir",
-                str(base / "cdi"),
-                "--file-dir",
-                str(base / "files"),
+                *directory_flags(base),
                 *args,
             ],
             env={"PATH": os.environ["PATH"]},

@@ -89,23 +89,23 @@ class FakeClaimSource:
         return obj
 
 
+def directory_flags(base: Path) -> list[str]:
+    """Flags that put every directory of the driver under base (short, for socket paths)."""
+    return [
+        "--registry-dir",
+        str(base / "reg"),
+        "--plugin-dir",
+        str(base / "plugin"),
+        "--cdi-dir",
+        str(base / "cdi"),
+        "--file-dir",
+        str(base / "files"),
+    ]
+
+
 def make_config(base: Path, **overrides: Any) -> Config:
-    """A configuration with every directory under base (kept short for socket paths)."""
-    cfg = config.parse(
-        [
-            "--node-name",
-            NODE,
-            "--registry-dir",
-            str(base / "reg"),
-            "--plugin-dir",
-            str(base / "plugin"),
-            "--cdi-dir",
-            str(base / "cdi"),
-            "--file-dir",
-            str(base / "files"),
-        ],
-        {},
-    )
+    """A configuration with every directory under base."""
+    cfg = config.parse(["--node-name", NODE, *directory_flags(base)], {})
     return replace(cfg, **overrides)
 
 

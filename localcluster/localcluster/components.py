@@ -100,24 +100,33 @@ def kube_apiserver(layout: RunLayout, binaries: Binaries) -> Component:
     )
 
 
+def _control_loop_flags(layout: RunLayout, component: str) -> list[str]:
+    """Flags the controller manager and the scheduler share: one identity for talking
+    to the API server and for checking who calls their own health endpoint, which
+    serves on loopback only; a single instance each, so no leader election."""
+    kubeconfig = str(layout.component_kubeconfig(component))
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        "--v=1",
+    ]
+
+
 def kube_controller_manager(layout: RunLayout, binaries: Binaries) -> Component:
-    kubeconfig = str(layout.component_kubeconfig("kube-controller-manager"))
     return Component(
         name="kube-controller-manager",
         argv=[
             str(binaries.path("kube-controller-manager")),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
+            *_control_loop_flags(layout, "kube-controller-manager"),
             f"--service-account-private-key-file={_pki(layout, 'sa.key')}",
             f"--root-ca-file={_pki(layout, 'ca.crt')}",
             # Each controller acts as its own service account, as in kubeadm clusters,
             # so RBAC problems show up here as they would there.
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={layout.network.service_cidr}",
-            "--leader-elect=false",
-            "--v=1",
         ],
         ready=lambda: http_ok("https://127.0.0.1:10257/healthz", self_signed_tls()),
         ready_timeout=60,
@@ -125,17 +134,11 @@ def kube_controller_manager(layout: RunLayout, binaries: Binaries) -> Component:
 
 
 def kube_scheduler(layout: RunLayout, binaries: Binaries) -> Component:
-    kubeconfig = str(layout.component_kubeconfig("kube-scheduler"))
     return Component(
         name="kube-scheduler",
         argv=[
             str(binaries.path("kube-scheduler")),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            "--leader-elect=false",
-            "--v=1",
+            *_control_loop_flags(layout, "kube-scheduler"),
         ],
         ready=lambda: http_ok("https://127.0.0.1:10259/healthz", self_signed_tls()),
         ready_timeout=60,
