@@ -338,30 +338,26 @@ def test_crash_at_every_step_leaves_a_state_the_next_start_makes_consistent(
     def run(base: Path, crash_at: int | None) -> int:
         fake = FakeClaimSource()
         dirs = NodeDirs(base / "plugin", base / "cdi", base / "files")
-        state = DeviceState(
-            driver_name=DRIVER,
-            node_name=NODE,
-            plugin_dir=dirs.plugin_dir,
-            cdi_dir=dirs.cdi_dir,
-            devices=inventory(dirs.file_dir, FILE_COUNT),
-            shared=shared,
-            claim_source=fake,
-        )
+
+        def new_process_state() -> DeviceState:
+            return DeviceState(
+                driver_name=DRIVER,
+                node_name=NODE,
+                plugin_dir=dirs.plugin_dir,
+                cdi_dir=dirs.cdi_dir,
+                devices=inventory(dirs.file_dir, FILE_COUNT),
+                shared=shared,
+                claim_source=fake,
+            )
+
+        state = new_process_state()
         state.start()
         with monkeypatch.context() as m:
             counter = count_writes(m, crash_at)
             with contextlib.suppress(SimulatedCrash):
                 scenario(state, fake)
         state.close()  # the dead process's lock goes away with it
-        restarted = DeviceState(
-            driver_name=DRIVER,
-            node_name=NODE,
-            plugin_dir=dirs.plugin_dir,
-            cdi_dir=dirs.cdi_dir,
-            devices=inventory(dirs.file_dir, FILE_COUNT),
-            shared=shared,
-            claim_source=fake,
-        )
+        restarted = new_process_state()
         restarted.start()
         claims = assert_consistent(dirs, FILE_COUNT)
         # Whatever survived can still be unprepared by the new process.
