@@ -458,8 +458,7 @@ class LocalCluster:
 
     def _stop_node(self) -> None:
         self.supervisor.stop("kubelet")
-        if self.supervisor.stop("kube-proxy"):
-            self._cleanup_kube_proxy_rules()
+        self.supervisor.stop("kube-proxy")
         self._kill_pod_processes()
         self.supervisor.stop("containerd")
         self._kill_pod_processes()
@@ -491,20 +490,6 @@ class LocalCluster:
         while pids and time.monotonic() < deadline:
             pids = {pid for pid in pids if Path(f"/proc/{pid}").exists() and _alive(pid)}
             time.sleep(0.1)
-
-    def _cleanup_kube_proxy_rules(self) -> None:
-        kube_proxy = shutil.which("kube-proxy") or self._cached_binary("kube-proxy")
-        if kube_proxy is None:
-            return
-        subprocess.run(
-            [kube_proxy, "--cleanup", "--v=0"], capture_output=True, check=False, timeout=60
-        )
-
-    def _cached_binary(self, command: str) -> str | None:
-        try:
-            return str(self.build().path(command))
-        except FileNotFoundError:
-            return None
 
 
 def _delete_pod_if_present(api: Any, name: str) -> None:

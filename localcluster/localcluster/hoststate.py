@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -94,19 +94,6 @@ _IPTABLES_COMMANDS = ("iptables", "ip6tables")
 _IPTABLES_TABLES = ("nat", "filter", "mangle")
 
 
-def kube_iptables_chains() -> list[str]:
-    """Chains the kubelet and kube-proxy create (KUBE-*), as "command/table/chain"."""
-    found: list[str] = []
-    for command in _IPTABLES_COMMANDS:
-        for table in _IPTABLES_TABLES:
-            listing = _run([command, "-t", table, "-S"], check=False).stdout
-            found.extend(
-                f"{command}/{table}/{chain}"
-                for chain in re.findall(r"^-N (KUBE-\S+)$", listing, re.MULTILINE)
-            )
-    return found
-
-
 def remove_kube_iptables() -> None:
     """Delete every KUBE-* chain and the jumps into them.
 
@@ -118,7 +105,8 @@ def remove_kube_iptables() -> None:
         for table in _IPTABLES_TABLES:
             listing = _run([command, "-t", table, "-S"], check=False).stdout.splitlines()
             for rule in listing:
-                fields = rule.split()
+                # `-S` quotes arguments with spaces (rule comments): split as a shell would.
+                fields = shlex.split(rule)
                 if (
                     fields[:1] == ["-A"]
                     and "-j" in fields
