@@ -45,7 +45,7 @@ from localcluster.pki import (
     ensure_service_account_keys,
     write_kubeconfig,
 )
-from localcluster.processes import ComponentError, Supervisor
+from localcluster.processes import ComponentError, Supervisor, is_alive
 from localcluster.versions import BUSYBOX_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesVersion
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -488,7 +488,7 @@ class LocalCluster:
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while pids and time.monotonic() < deadline:
-            pids = {pid for pid in pids if Path(f"/proc/{pid}").exists() and _alive(pid)}
+            pids = {pid for pid in pids if is_alive(pid)}
             time.sleep(0.1)
 
 
@@ -512,19 +512,11 @@ def _processes_named(name: str) -> list[int]:
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if (proc / "comm").read_text().strip() == name and _alive(int(proc.name)):
+                if (proc / "comm").read_text().strip() == name and is_alive(int(proc.name)):
                     found.append(int(proc.name))
             except OSError:
                 continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def _preflight(with_node: bool) -> None:

@@ -41,6 +41,11 @@ def _start_time(pid: int) -> str | None:
     return None if state in ("Z", "X") else start
 
 
+def is_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie has)."""
+    return _start_time(pid) is not None
+
+
 @dataclass(frozen=True)
 class RunningProcess:
     pid: int
