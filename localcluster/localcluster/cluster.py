@@ -112,6 +112,7 @@ class LocalCluster:
         self.cache_dir = cache_dir
         self.log = log
         self.supervisor = Supervisor(self.layout)
+        self._binaries: Binaries | None = None
 
     # --- public operations --------------------------------------------------
 
@@ -120,7 +121,10 @@ class LocalCluster:
         return self.layout.admin_kubeconfig
 
     def build(self) -> Binaries:
-        return ensure_binaries(self.version, self.cache_dir, self.log)
+        """The binaries of this version, built on first use; later calls reuse the answer."""
+        if self._binaries is None:
+            self._binaries = ensure_binaries(self.version, self.cache_dir, self.log)
+        return self._binaries
 
     def up(self, with_node: bool = True) -> UpResult:
         started_at = time.monotonic()
