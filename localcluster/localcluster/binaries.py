@@ -1,14 +1,17 @@
-"""Build the cluster's binaries from upstream Go modules, cached by version.
+"""The cluster's binaries, cached by version: downloaded where possible, else built.
 
-Nothing here downloads release tarballs: the machines this project targets reach
-only the Go module proxy. Each component gets a throw-away Go module of our own
-that requires the upstream module at the pinned version; upstream's local-path
-`replace` directives (Kubernetes' staging repos, etcd's sibling modules) are
-rewritten to the published versions of the same modules, which is what makes
-`k8s.io/kubernetes` buildable from outside its repository.
+Building always works where the Go module proxy answers, which is all the
+machines this project targets can reach. Each component gets a throw-away Go
+module of our own that requires the upstream module at the pinned version;
+upstream's local-path `replace` directives (Kubernetes' staging repos, etcd's
+sibling modules) are rewritten to the published versions of the same modules,
+which is what makes `k8s.io/kubernetes` buildable from outside its repository.
+Where the official release sites answer, `auto` downloads their checksummed
+binaries instead (releases.py) and builds only what it could not download.
 
-A finished build is renamed into place in one step, so a directory in the
-cache is either complete or absent: an interrupted build is simply redone.
+A finished directory is renamed into place in one step, so a directory in the
+cache is either complete or absent: an interrupted build or download is simply
+redone. A hidden `.origin` file in it says where its binaries came from.
 """
 
 from __future__ import annotations
@@ -25,7 +28,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
+from localcluster.releases import (
+    Asset,
+    DownloadError,
+    ReleaseHosts,
+    containerd_assets,
+    download_assets,
+    etcd_assets,
+    go_arch,
+    kubernetes_assets,
+)
 from localcluster.versions import CONTAINERD_VERSION, ETCD_VERSION, KubernetesVersion
 
 GOSRC_DIR = Path(__file__).parent / "gosrc"
@@ -234,15 +248,34 @@ def _run_go(args: Sequence[str], cwd: Path, log: Callable[[str], None], label: s
         raise BuildError(f"{label} failed (go {' '.join(args[:2])} …):\n{tail}")
 
 
-def _build_module(build: GoModuleBuild, cache: Path, log: Callable[[str], None]) -> Path:
-    target = cache / "bin" / build.key
+def _cached(target: Path, fill: Callable[[Path], str]) -> Path:
+    """`target` if present; else let `fill` populate a staging directory and move it there.
+
+    `fill` returns a line describing where the binaries came from, kept in `.origin`.
+    """
     if target.is_dir():
         return target
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        origin = fill(staging)
+        (staging / ".origin").write_text(origin + "\n")
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _build_module(
+    build: GoModuleBuild, staging: Path, cache: Path, log: Callable[[str], None]
+) -> str:
+    """Build `build`'s commands into `staging`; returns the origin line."""
     workdir = cache / "src" / build.key
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.monotonic()
-    log(f"localcluster: building {build.module} {build.version} (cached afterwards in {target})")
+    log(f"localcluster: building {build.module} {build.version} (cached afterwards)")
 
     download = subprocess.run(
         ["go", "mod", "download", "-json", f"{build.module}@{build.version}"],
@@ -261,9 +294,6 @@ def _build_module(build: GoModuleBuild, cache: Path, log: Callable[[str], None])
     (workdir / "tools.go").write_text(render_tools_go(build))
     _run_go(["mod", "tidy"], workdir, log, f"{build.name} go mod tidy")
 
-    staging = cache / "bin" / f".{build.key}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     ldflags = " ".join(("-s", "-w", *build.ldflags))
     _run_go(
         ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", f"{staging}/", *build.packages],
@@ -273,30 +303,63 @@ def _build_module(build: GoModuleBuild, cache: Path, log: Callable[[str], None])
     )
     for built_name, wanted_name in build.renames:
         (staging / built_name).rename(staging / wanted_name)
-    staging.rename(target)
     shutil.rmtree(workdir, ignore_errors=True)
     log(f"localcluster: built {build.key} in {(time.monotonic() - started) / 60:.1f} min")
-    return target
+    return f"built from {build.module}@{build.version} via the Go module proxy"
+
+
+def _download(assets: Sequence[Asset], staging: Path, log: Callable[[str], None]) -> str:
+    """Download `assets` into `staging`; returns the origin line."""
+    started = time.monotonic()
+    download_assets(assets, staging, log)
+    seconds = time.monotonic() - started
+    log(f"localcluster: downloaded {len(assets)} release file(s) in {seconds:.0f}s")
+    return "downloaded, SHA-256 verified: " + " ".join(asset.url for asset in assets)
+
+
+BinarySource = Literal["auto", "download", "build"]
+BINARY_SOURCES: tuple[str, ...] = get_args(BinarySource)
+
+
+def _obtain(
+    build: GoModuleBuild,
+    assets: Callable[[], Sequence[Asset]],
+    source: BinarySource,
+    cache: Path,
+    log: Callable[[str], None],
+) -> Path:
+    """The cached directory of `build`, filled from its release or by building it."""
+
+    def fill(staging: Path) -> str:
+        if source != "build":
+            try:
+                return _download(assets(), staging, log)
+            except DownloadError as error:
+                if source == "download":
+                    raise
+                log(f"localcluster: no release download ({error}); building instead")
+                shutil.rmtree(staging)
+                staging.mkdir()
+        return _build_module(build, staging, cache, log)
+
+    return _cached(cache / "bin" / build.key, fill)
 
 
 def _build_pause(cache: Path, log: Callable[[str], None]) -> Path:
     source = GOSRC_DIR / "pause"
     digest = _tree_digest(source)
-    target = cache / "bin" / f"pause-{digest}"
-    if target.is_dir():
-        return target
-    staging = cache / "bin" / f".pause-{digest}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    log("localcluster: building the pause binary")
-    _run_go(
-        ["build", "-trimpath", "-ldflags", "-s -w", "-o", f"{staging}/pause", "."],
-        source,
-        log,
-        "pause go build",
-    )
-    staging.rename(target)
-    return target
+
+    def fill(staging: Path) -> str:
+        log("localcluster: building the pause binary")
+        _run_go(
+            ["build", "-trimpath", "-ldflags", "-s -w", "-o", f"{staging}/pause", "."],
+            source,
+            log,
+            "pause go build",
+        )
+        return f"built from {source}"
+
+    return _cached(cache / "bin" / f"pause-{digest}", fill)
 
 
 def _tree_digest(directory: Path) -> str:
@@ -335,12 +398,42 @@ def ensure_binaries(
     version: KubernetesVersion,
     cache: Path | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
+    source: BinarySource = "auto",
+    hosts: ReleaseHosts | None = None,
 ) -> Binaries:
-    """Return the binaries for `version`, building whatever is not cached yet."""
+    """Return the binaries for `version`, obtaining whatever is not cached yet.
+
+    `source`: `build` compiles from the Go module proxy; `download` fetches the
+    official releases (from `hosts`, default the release sites or the
+    LOCALCLUSTER_*_RELEASES variables) and fails if it cannot; `auto` tries the
+    download and builds whatever it could not get.
+    """
+    if source not in BINARY_SOURCES:
+        raise BuildError(f"binary source {source!r} is not one of {', '.join(BINARY_SOURCES)}")
     cache = cache or default_cache_dir()
+    hosts = hosts or ReleaseHosts.from_environment()
+
     return Binaries(
-        kubernetes=_build_module(kubernetes_build(version), cache, log),
-        etcd=_build_module(etcd_build(), cache, log),
-        containerd=_build_module(containerd_build(), cache, log),
+        kubernetes=_obtain(
+            kubernetes_build(version),
+            lambda: kubernetes_assets(version, KUBERNETES_COMMANDS, hosts, go_arch()),
+            source,
+            cache,
+            log,
+        ),
+        etcd=_obtain(
+            etcd_build(),
+            lambda: etcd_assets(ETCD_VERSION, hosts, go_arch()),
+            source,
+            cache,
+            log,
+        ),
+        containerd=_obtain(
+            containerd_build(),
+            lambda: containerd_assets(CONTAINERD_VERSION, hosts, go_arch()),
+            source,
+            cache,
+            log,
+        ),
         pause=_build_pause(cache, log),
     )

@@ -12,11 +12,12 @@ import os
 import sys
 from pathlib import Path
 
-from localcluster.binaries import BuildError
+from localcluster.binaries import BINARY_SOURCES, BuildError
 from localcluster.cluster import ClusterError, LocalCluster
 from localcluster.hoststate import HostStateError
 from localcluster.layout import DEFAULT_NODE_NAME, DEFAULT_RUN_DIR
 from localcluster.processes import ComponentError
+from localcluster.releases import DownloadError
 from localcluster.versions import DEFAULT_KUBERNETES_VERSION, VersionError
 
 
@@ -31,8 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kubernetes-version",
         default=os.environ.get("LOCALCLUSTER_KUBERNETES_VERSION", DEFAULT_KUBERNETES_VERSION),
-        help="Kubernetes release to build and run, v1.34.0 or later "
-        "(env LOCALCLUSTER_KUBERNETES_VERSION)",
+        help="Kubernetes release to run, v1.34.0 or later (env LOCALCLUSTER_KUBERNETES_VERSION)",
+    )
+    parser.add_argument(
+        "--binaries",
+        choices=BINARY_SOURCES,
+        default=os.environ.get("LOCALCLUSTER_BINARIES", "auto"),
+        help="where missing binaries come from: the official releases, SHA-256 checked "
+        "(download), the Go module proxy (build), or the first that works (auto; "
+        "env LOCALCLUSTER_BINARIES)",
     )
     parser.add_argument(
         "--node-name",
@@ -40,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         help="name the kubelet registers (env LOCALCLUSTER_NODE_NAME)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", help="build (or find cached) binaries only")
+    commands.add_parser("build", help="download or build (or find cached) binaries only")
     up = commands.add_parser("up", help="start the cluster (idempotent)")
     up.add_argument(
         "--control-plane-only", action="store_true", help="no containerd, kubelet or kube-proxy"
@@ -61,9 +69,17 @@ def main(argv: list[str] | None = None) -> int:
             run_dir=args.run_dir,
             kubernetes_version=args.kubernetes_version,
             node_name=args.node_name,
+            binaries_source=args.binaries,
         )
         return _dispatch(cluster, args)
-    except (ClusterError, BuildError, ComponentError, HostStateError, VersionError) as error:
+    except (
+        BuildError,
+        ClusterError,
+        ComponentError,
+        DownloadError,
+        HostStateError,
+        VersionError,
+    ) as error:
         print(f"localcluster: error: {error}", file=sys.stderr)
         return 1
 

@@ -27,7 +27,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from localcluster import components, hoststate, images
-from localcluster.binaries import Binaries, ensure_binaries
+from localcluster.binaries import Binaries, BinarySource, ensure_binaries
 from localcluster.layout import (
     CDI_SPEC_DIRS,
     CNI_CACHE_DIR,
@@ -103,14 +103,17 @@ class LocalCluster:
         run_dir: Path = DEFAULT_RUN_DIR,
         kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
         node_name: str = DEFAULT_NODE_NAME,
+        *,
         cache_dir: Path | None = None,
         log: Log = _stderr,
+        binaries_source: BinarySource = "auto",
     ) -> None:
         self.version = KubernetesVersion.parse(kubernetes_version)
         self.layout = RunLayout(run_dir.resolve())
         self.node_name = node_name
         self.cache_dir = cache_dir
         self.log = log
+        self.binaries_source = binaries_source
         self.supervisor = Supervisor(self.layout)
         self._binaries: Binaries | None = None
 
@@ -121,9 +124,11 @@ class LocalCluster:
         return self.layout.admin_kubeconfig
 
     def build(self) -> Binaries:
-        """The binaries of this version, built on first use; later calls reuse the answer."""
+        """The binaries of this version, obtained on first use; later calls reuse the answer."""
         if self._binaries is None:
-            self._binaries = ensure_binaries(self.version, self.cache_dir, self.log)
+            self._binaries = ensure_binaries(
+                self.version, self.cache_dir, self.log, source=self.binaries_source
+            )
         return self._binaries
 
     def up(self, with_node: bool = True) -> UpResult:

@@ -89,6 +89,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("local-run-dir-relative", {"dra_cluster_local_run_dir": "run"}, ["dra_cluster_local_run_dir"]),
     (
+        "local-binaries-unknown",
+        {"dra_cluster_local_binaries": "mirror"},
+        ["dra_cluster_local_binaries", "auto, download, build"],
+    ),
+    (
         "existing-without-kubeconfig",
         {"dra_cluster_provider": "existing"},
         ["dra_cluster_existing_kubeconfig"],
