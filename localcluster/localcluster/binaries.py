@@ -413,27 +413,17 @@ def ensure_binaries(
     cache = cache or default_cache_dir()
     hosts = hosts or ReleaseHosts.from_environment()
 
+    def obtain(build: GoModuleBuild, assets: Callable[[], Sequence[Asset]]) -> Path:
+        return _obtain(build, assets, source, cache, log)
+
     return Binaries(
-        kubernetes=_obtain(
+        kubernetes=obtain(
             kubernetes_build(version),
             lambda: kubernetes_assets(version, KUBERNETES_COMMANDS, hosts, go_arch()),
-            source,
-            cache,
-            log,
         ),
-        etcd=_obtain(
-            etcd_build(),
-            lambda: etcd_assets(ETCD_VERSION, hosts, go_arch()),
-            source,
-            cache,
-            log,
-        ),
-        containerd=_obtain(
-            containerd_build(),
-            lambda: containerd_assets(CONTAINERD_VERSION, hosts, go_arch()),
-            source,
-            cache,
-            log,
+        etcd=obtain(etcd_build(), lambda: etcd_assets(ETCD_VERSION, hosts, go_arch())),
+        containerd=obtain(
+            containerd_build(), lambda: containerd_assets(CONTAINERD_VERSION, hosts, go_arch())
         ),
         pause=_build_pause(cache, log),
     )
