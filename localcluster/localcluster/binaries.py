@@ -248,7 +248,7 @@ def _run_go(args: Sequence[str], cwd: Path, log: Callable[[str], None], label: s
         raise BuildError(f"{label} failed (go {' '.join(args[:2])} …):\n{tail}")
 
 
-def _cached(target: Path, fill: Callable[[Path], str]) -> Path:
+def cached_directory(target: Path, fill: Callable[[Path], str]) -> Path:
     """`target` if present; else let `fill` populate a staging directory and move it there.
 
     `fill` returns a line describing where the binaries came from, kept in `.origin`.
@@ -342,7 +342,7 @@ def _obtain(
                 staging.mkdir()
         return _build_module(build, staging, cache, log)
 
-    return _cached(cache / "bin" / build.key, fill)
+    return cached_directory(cache / "bin" / build.key, fill)
 
 
 def _build_pause(cache: Path, log: Callable[[str], None]) -> Path:
@@ -359,7 +359,7 @@ def _build_pause(cache: Path, log: Callable[[str], None]) -> Path:
         )
         return f"built from {source}"
 
-    return _cached(cache / "bin" / f"pause-{digest}", fill)
+    return cached_directory(cache / "bin" / f"pause-{digest}", fill)
 
 
 def _tree_digest(directory: Path) -> str:

@@ -24,7 +24,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from localcluster.binaries import default_cache_dir
+from localcluster.binaries import cached_directory, default_cache_dir
 from localcluster.layout import RunLayout
 from localcluster.processes import ComponentError, Supervisor
 
@@ -35,21 +35,19 @@ COMPONENT = "registry"
 
 def registry_binary() -> Path:
     """The cached registry program, built with `go install` when absent."""
+
+    def build(staging: Path) -> str:
+        print(f"registry: building {MODULE}/cmd/registry@{VERSION} (about a minute)", flush=True)
+        env = dict(os.environ, GOBIN=str(staging), CGO_ENABLED="0", GOTOOLCHAIN="local")
+        subprocess.run(
+            ["go", "install", "-trimpath", "-ldflags=-s -w", f"{MODULE}/cmd/registry@{VERSION}"],
+            env=env,
+            check=True,
+        )
+        return f"built from {MODULE}/cmd/registry@{VERSION} via the Go module proxy"
+
     target = default_cache_dir() / "tools" / f"registry-{VERSION}"
-    if (target / "registry").is_file():
-        return target / "registry"
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    print(f"registry: building {MODULE}/cmd/registry@{VERSION} (about a minute)", flush=True)
-    env = dict(os.environ, GOBIN=str(staging), CGO_ENABLED="0", GOTOOLCHAIN="local")
-    subprocess.run(
-        ["go", "install", "-trimpath", "-ldflags=-s -w", f"{MODULE}/cmd/registry@{VERSION}"],
-        env=env,
-        check=True,
-    )
-    staging.rename(target)
-    return target / "registry"
+    return cached_directory(target, build) / "registry"
 
 
 def _config(layout: RunLayout, address: str) -> Path:
