@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from localcluster import featuregates
 from localcluster.binaries import BINARY_SOURCES, BuildError
 from localcluster.cluster import ClusterError, LocalCluster
 from localcluster.hoststate import HostStateError
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         "env LOCALCLUSTER_BINARIES)",
     )
     parser.add_argument(
+        "--feature-gates",
+        default=os.environ.get("LOCALCLUSTER_FEATURE_GATES", ""),
+        help="Kubernetes feature gates for every component, e.g. DRAConsumableCapacity=true "
+        "(env LOCALCLUSTER_FEATURE_GATES); changing them needs `down` first",
+    )
+    parser.add_argument(
         "--node-name",
         default=os.environ.get("LOCALCLUSTER_NODE_NAME", DEFAULT_NODE_NAME),
         help="name the kubelet registers (env LOCALCLUSTER_NODE_NAME)",
@@ -70,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             kubernetes_version=args.kubernetes_version,
             node_name=args.node_name,
             binaries_source=args.binaries,
+            feature_gates=featuregates.parse(args.feature_gates),
         )
         return _dispatch(cluster, args)
     except (
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         ClusterError,
         ComponentError,
         DownloadError,
+        featuregates.FeatureGateError,
         HostStateError,
         VersionError,
     ) as error:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from localcluster import components, hoststate, images
+from localcluster import components, featuregates, hoststate, images
 from localcluster.binaries import Binaries, BinarySource, ensure_binaries
 from localcluster.layout import (
     CDI_SPEC_DIRS,
@@ -74,6 +74,7 @@ class RunState:
 
     kubernetes_version: str
     node_name: str
+    feature_gates: dict[str, bool] = field(default_factory=dict)
     created_host_paths: list[str] = field(default_factory=list)
     # Whether a kubelet or containerd was ever started: only then is there
     # node state (netns, iptables chains) for `down` to remove.
@@ -107,10 +108,12 @@ class LocalCluster:
         cache_dir: Path | None = None,
         log: Log = _stderr,
         binaries_source: BinarySource = "auto",
+        feature_gates: Mapping[str, bool] | None = None,
     ) -> None:
         self.version = KubernetesVersion.parse(kubernetes_version)
         self.layout = RunLayout(run_dir.resolve())
         self.node_name = node_name
+        self.feature_gates = dict(feature_gates or {})
         self.cache_dir = cache_dir
         self.log = log
         self.binaries_source = binaries_source
@@ -200,6 +203,7 @@ class LocalCluster:
             "context": KUBECONFIG_CONTEXT,
             "node_name": state.node_name if state else self.node_name,
             "kubernetes_version": state.kubernetes_version if state else self.version.tag,
+            "feature_gates": state.feature_gates if state else self.feature_gates,
             "components": {
                 name: {"pid": proc.pid if proc else None, "running": proc is not None}
                 for name, proc in found.items()
@@ -248,14 +252,19 @@ class LocalCluster:
     def _claim_run_state(self) -> RunState:
         state = RunState.load(self.layout.state_file)
         if state is None:
-            state = RunState(self.version.tag, self.node_name)
+            state = RunState(self.version.tag, self.node_name, self.feature_gates)
             state.created_host_paths = [str(p) for p in HOST_PATHS if not p.exists()]
             state.save(self.layout.state_file)
-        elif (state.kubernetes_version, state.node_name) != (self.version.tag, self.node_name):
-            raise ClusterError(
-                f"{self.layout.root} holds a cluster of Kubernetes {state.kubernetes_version} "
-                f"with node {state.node_name}; run `localcluster down` before changing them"
-            )
+        else:
+            # Components started with other settings would keep them: `up` only
+            # starts what is missing, so a change needs a fresh cluster.
+            held = _settings(state.kubernetes_version, state.node_name, state.feature_gates)
+            asked = _settings(self.version.tag, self.node_name, self.feature_gates)
+            if held != asked:
+                raise ClusterError(
+                    f"{self.layout.root} holds a cluster of {held} (asked for {asked}); "
+                    "run `localcluster down` before changing them"
+                )
         return state
 
     def _start(self, missing: list[str], binaries: Binaries, state: RunState) -> None:
@@ -288,21 +297,23 @@ class LocalCluster:
             )
             (config / "containerd.toml").write_text(components.containerd_config(layout))
             return components.containerd(layout, binaries)
+        gates = self.feature_gates
         if name == "kubelet":
-            (config / "kubelet.json").write_text(components.kubelet_config(layout))
+            (config / "kubelet.json").write_text(components.kubelet_config(layout, gates))
             return components.kubelet(layout, binaries, self.node_name)
         if name == "kube-proxy":
             (config / "kube-proxy.json").write_text(
-                components.kube_proxy_config(layout, self.node_name)
+                components.kube_proxy_config(layout, self.node_name, gates)
             )
             return components.kube_proxy(layout, binaries)
-        factories = {
-            "etcd": components.etcd,
+        if name == "etcd":
+            return components.etcd(layout, binaries)
+        control_plane = {
             "kube-apiserver": components.kube_apiserver,
             "kube-controller-manager": components.kube_controller_manager,
             "kube-scheduler": components.kube_scheduler,
         }
-        return factories[name](layout, binaries)
+        return control_plane[name](layout, binaries, gates)
 
     def _write_pki(self) -> None:
         layout, net = self.layout, self.layout.network
@@ -526,6 +537,12 @@ def _processes_named(name: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def _settings(version: str, node_name: str, feature_gates: Mapping[str, bool]) -> str:
+    """The settings a cluster is started with and keeps, in words."""
+    gates = featuregates.render(feature_gates) or "none"
+    return f"Kubernetes {version}, node {node_name}, feature gates {gates}"
 
 
 def _preflight(with_node: bool) -> None:

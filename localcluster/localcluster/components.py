@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcluster import featuregates
 from localcluster.binaries import Binaries
 from localcluster.layout import CDI_SPEC_DIRS, KUBELET_ROOT, RunLayout
 from localcluster.probes import client_tls, http_ok, self_signed_tls
@@ -68,7 +69,9 @@ def etcd(layout: RunLayout, binaries: Binaries) -> Component:
     )
 
 
-def kube_apiserver(layout: RunLayout, binaries: Binaries) -> Component:
+def kube_apiserver(
+    layout: RunLayout, binaries: Binaries, feature_gates: Mapping[str, bool]
+) -> Component:
     net = layout.network
     return Component(
         name="kube-apiserver",
@@ -93,6 +96,7 @@ def kube_apiserver(layout: RunLayout, binaries: Binaries) -> Component:
             "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true",
             "--profiling=false",
+            *featuregates.flags(feature_gates),
             "--v=1",
         ],
         ready=_admin_tls_ready(layout, "/readyz"),
@@ -100,7 +104,9 @@ def kube_apiserver(layout: RunLayout, binaries: Binaries) -> Component:
     )
 
 
-def _control_loop_flags(layout: RunLayout, component: str) -> list[str]:
+def _control_loop_flags(
+    layout: RunLayout, component: str, feature_gates: Mapping[str, bool]
+) -> list[str]:
     """Flags the controller manager and the scheduler share: one identity for talking
     to the API server and for checking who calls their own health endpoint, which
     serves on loopback only; a single instance each, so no leader election."""
@@ -111,16 +117,19 @@ def _control_loop_flags(layout: RunLayout, component: str) -> list[str]:
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         "--leader-elect=false",
+        *featuregates.flags(feature_gates),
         "--v=1",
     ]
 
 
-def kube_controller_manager(layout: RunLayout, binaries: Binaries) -> Component:
+def kube_controller_manager(
+    layout: RunLayout, binaries: Binaries, feature_gates: Mapping[str, bool]
+) -> Component:
     return Component(
         name="kube-controller-manager",
         argv=[
             str(binaries.path("kube-controller-manager")),
-            *_control_loop_flags(layout, "kube-controller-manager"),
+            *_control_loop_flags(layout, "kube-controller-manager", feature_gates),
             f"--service-account-private-key-file={_pki(layout, 'sa.key')}",
             f"--root-ca-file={_pki(layout, 'ca.crt')}",
             # Each controller acts as its own service account, as in kubeadm clusters,
@@ -133,12 +142,14 @@ def kube_controller_manager(layout: RunLayout, binaries: Binaries) -> Component:
     )
 
 
-def kube_scheduler(layout: RunLayout, binaries: Binaries) -> Component:
+def kube_scheduler(
+    layout: RunLayout, binaries: Binaries, feature_gates: Mapping[str, bool]
+) -> Component:
     return Component(
         name="kube-scheduler",
         argv=[
             str(binaries.path("kube-scheduler")),
-            *_control_loop_flags(layout, "kube-scheduler"),
+            *_control_loop_flags(layout, "kube-scheduler", feature_gates),
         ],
         ready=lambda: http_ok("https://127.0.0.1:10259/healthz", self_signed_tls()),
         ready_timeout=60,
@@ -245,7 +256,7 @@ def ctr_ok(layout: RunLayout, binaries: Binaries) -> bool:
     return result.returncode == 0
 
 
-def kubelet_config(layout: RunLayout) -> str:
+def kubelet_config(layout: RunLayout, feature_gates: Mapping[str, bool]) -> str:
     net = layout.network
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -284,6 +295,8 @@ def kubelet_config(layout: RunLayout) -> str:
         # Lowering one's own oom_score_adj (default -999) needs CAP_SYS_RESOURCE.
         "oomScoreAdj": 0,
     }
+    if feature_gates:
+        config["featureGates"] = dict(feature_gates)
     return json.dumps(config, indent=2) + "\n"
 
 
@@ -308,7 +321,7 @@ def kubelet(layout: RunLayout, binaries: Binaries, node_name: str) -> Component:
     )
 
 
-def kube_proxy_config(layout: RunLayout, node_name: str) -> str:
+def kube_proxy_config(layout: RunLayout, node_name: str, feature_gates: Mapping[str, bool]) -> str:
     net = layout.network
     config = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -326,6 +339,8 @@ def kube_proxy_config(layout: RunLayout, node_name: str) -> str:
         # NodePorts only on the node's own bridge address, never on the host's interfaces.
         "nodePortAddresses": [f"{net.node_ip}/32"],
     }
+    if feature_gates:
+        config["featureGates"] = dict(feature_gates)
     return json.dumps(config, indent=2) + "\n"
 
 

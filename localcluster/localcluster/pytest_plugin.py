@@ -8,7 +8,11 @@ asks to keep the cluster for debugging.
 
 The test cluster has its own run directory (LOCALCLUSTER_TEST_RUN_DIR), so it
 never touches a demo cluster's state; the node paths are fixed by Kubernetes,
-so the two cannot run at the same time, and `up` says so.
+so the two cannot run at the same time, and `up` says so. It runs the release
+LOCALCLUSTER_KUBERNETES_VERSION names, as the CLI does, so the whole suite can be
+pointed at an older supported release; it turns on the feature gates the
+driver's tests need where that release leaves them off, and those named in
+LOCALCLUSTER_FEATURE_GATES.
 """
 
 from __future__ import annotations
@@ -24,10 +28,22 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from localcluster import featuregates
 from localcluster.cluster import LocalCluster
 from localcluster.layout import KUBECONFIG_CONTEXT
+from localcluster.versions import DEFAULT_KUBERNETES_VERSION, KubernetesVersion
 
 DEFAULT_TEST_RUN_DIR = Path("/var/lib/dra-localcluster-tests")
+
+
+def feature_gates_for_tests(version: KubernetesVersion) -> dict[str, bool]:
+    """Gates the driver's tests need that this release leaves off.
+
+    The driver's --shared mode publishes devices with allowMultipleAllocations,
+    which the API server drops unless DRAConsumableCapacity is on: alpha (off
+    by default) in 1.34 and 1.35, beta (on) from 1.36.
+    """
+    return {"DRAConsumableCapacity": True} if version.minor < 36 else {}
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,14 @@ class ClusterHandle:
 def local_cluster_manager() -> Iterator[LocalCluster]:
     """The session's cluster object; brought down when the session ends."""
     run_dir = Path(os.environ.get("LOCALCLUSTER_TEST_RUN_DIR", DEFAULT_TEST_RUN_DIR))
-    cluster = LocalCluster(run_dir=run_dir)
+    version = KubernetesVersion.parse(
+        os.environ.get("LOCALCLUSTER_KUBERNETES_VERSION", DEFAULT_KUBERNETES_VERSION)
+    )
+    gates = {
+        **feature_gates_for_tests(version),
+        **featuregates.parse(os.environ.get("LOCALCLUSTER_FEATURE_GATES", "")),
+    }
+    cluster = LocalCluster(run_dir=run_dir, kubernetes_version=version.tag, feature_gates=gates)
     yield cluster
     if os.environ.get("LOCALCLUSTER_KEEP") != "1":
         cluster.down()

@@ -124,3 +124,23 @@ def test_failed_up_names_the_component_shows_its_log_and_cleans_up(
     assert _cluster_processes(cluster.layout.root) == []
     assert cluster.layout.network.bridge not in _links()
     assert not cluster.layout.root.exists()
+
+
+def test_an_unknown_feature_gate_fails_up_at_the_api_server_and_cleans_up(
+    restore_cluster: LocalCluster,
+) -> None:
+    restore_cluster.down()
+    cluster = LocalCluster(
+        run_dir=restore_cluster.layout.root,
+        kubernetes_version=restore_cluster.version.tag,
+        node_name=restore_cluster.node_name,
+        feature_gates={**restore_cluster.feature_gates, "NoSuchGate": True},
+    )
+    with pytest.raises(ComponentError) as failure:
+        cluster.up(with_node=True)
+    # The gate reached the API server's command line, and its own check refused it.
+    assert failure.value.component == "kube-apiserver"
+    assert "unrecognized feature gate: NoSuchGate" in str(failure.value)
+    assert _cluster_processes(cluster.layout.root) == []
+    assert cluster.layout.network.bridge not in _links()
+    assert not cluster.layout.root.exists()

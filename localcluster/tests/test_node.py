@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
+from localcluster import featuregates
+from localcluster.cluster import ClusterError, LocalCluster
 from localcluster.pytest_plugin import ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -49,9 +51,17 @@ def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
 
 
 def test_up_again_starts_nothing_and_the_cli_reports_it(local_cluster: ClusterHandle) -> None:
-    result = local_cluster.cluster.up(with_node=True)
+    cluster = local_cluster.cluster
+    result = cluster.up(with_node=True)
     assert result.started == ()
-    cli = [sys.executable, "-m", "localcluster", f"--run-dir={local_cluster.run_dir}"]
+    cli = [
+        sys.executable,
+        "-m",
+        "localcluster",
+        f"--run-dir={local_cluster.run_dir}",
+        f"--kubernetes-version={cluster.version.tag}",
+        f"--feature-gates={featuregates.render(cluster.feature_gates)}",
+    ]
     up = subprocess.run([*cli, "up"], capture_output=True, text=True, check=True)
     assert up.stdout.splitlines()[-1] == "localcluster: up (already running)"
     status = json.loads(
@@ -62,4 +72,22 @@ def test_up_again_starts_nothing_and_the_cli_reports_it(local_cluster: ClusterHa
     assert status["running"]
     assert status["node_running"]
     assert status["node_name"] == local_cluster.node_name
+    assert status["feature_gates"] == cluster.feature_gates
     assert all(component["running"] for component in status["components"].values())
+
+
+def test_up_with_other_feature_gates_is_refused_and_leaves_the_cluster_running(
+    local_cluster: ClusterHandle,
+) -> None:
+    running = local_cluster.cluster
+    flipped = {"DRAConsumableCapacity": not running.feature_gates.get("DRAConsumableCapacity")}
+    other = LocalCluster(
+        run_dir=running.layout.root,
+        kubernetes_version=running.version.tag,
+        node_name=running.node_name,
+        feature_gates={**running.feature_gates, **flipped},
+    )
+    with pytest.raises(ClusterError, match="run `localcluster down` before changing them"):
+        other.up(with_node=True)
+    assert running.status()["running"]
+    assert running.status()["feature_gates"] == running.feature_gates
