@@ -69,6 +69,21 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["dra_cluster_kind_feature_gates"],
     ),
     (
+        "kind-feature-gate-name",
+        {"dra_cluster_kind_feature_gates": {"dra-admin-access": True}},
+        ["dra_cluster_kind_feature_gates"],
+    ),
+    (
+        "local-feature-gate-value",
+        {"dra_cluster_local_feature_gates": {"DRAConsumableCapacity": "on"}},
+        ["dra_cluster_local_feature_gates"],
+    ),
+    (
+        "local-feature-gate-name",
+        {"dra_cluster_local_feature_gates": {"DRAConsumableCapacity=true": True}},
+        ["dra_cluster_local_feature_gates"],
+    ),
+    (
         "kind-runtime-config-value",
         {"dra_cluster_kind_runtime_config": {"resource.k8s.io/v1beta2": "maybe"}},
         ["dra_cluster_kind_runtime_config"],
