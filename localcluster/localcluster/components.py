@@ -294,9 +294,8 @@ def kubelet_config(layout: RunLayout, feature_gates: Mapping[str, bool]) -> str:
         "serializeImagePulls": False,
         # Lowering one's own oom_score_adj (default -999) needs CAP_SYS_RESOURCE.
         "oomScoreAdj": 0,
+        **featuregates.config_fields(feature_gates),
     }
-    if feature_gates:
-        config["featureGates"] = dict(feature_gates)
     return json.dumps(config, indent=2) + "\n"
 
 
@@ -338,9 +337,8 @@ def kube_proxy_config(layout: RunLayout, node_name: str, feature_gates: Mapping[
         "oomScoreAdj": 0,  # lowering it needs CAP_SYS_RESOURCE
         # NodePorts only on the node's own bridge address, never on the host's interfaces.
         "nodePortAddresses": [f"{net.node_ip}/32"],
+        **featuregates.config_fields(feature_gates),
     }
-    if feature_gates:
-        config["featureGates"] = dict(feature_gates)
     return json.dumps(config, indent=2) + "\n"
 
 

@@ -45,3 +45,8 @@ def render(gates: Mapping[str, bool]) -> str:
 def flags(gates: Mapping[str, bool]) -> list[str]:
     """The command-line flag for components configured by flags; none without gates."""
     return [f"--feature-gates={render(gates)}"] if gates else []
+
+
+def config_fields(gates: Mapping[str, bool]) -> dict[str, dict[str, bool]]:
+    """The `featureGates` field of a component configuration file; none without gates."""
+    return {"featureGates": dict(gates)} if gates else {}

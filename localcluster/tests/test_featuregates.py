@@ -25,10 +25,12 @@ def test_component_syntax_round_trips() -> None:
     assert featuregates.parse(featuregates.render(GATES)) == GATES
 
 
-def test_no_gates_means_no_flag() -> None:
+def test_no_gates_means_no_flag_and_no_field() -> None:
     assert featuregates.parse("") == {}
     assert featuregates.flags({}) == []
     assert featuregates.flags(GATES) == [f"--feature-gates={featuregates.render(GATES)}"]
+    assert featuregates.config_fields({}) == {}
+    assert featuregates.config_fields(GATES) == {"featureGates": GATES}
 
 
 @pytest.mark.parametrize(
