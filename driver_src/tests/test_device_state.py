@@ -35,6 +35,19 @@ FILE_COUNT = 3
 MakeState = Callable[..., DeviceState]
 
 
+def new_state(dirs: NodeDirs, claims: FakeClaimSource, shared: bool) -> DeviceState:
+    """A node's state as a driver process builds it, not started yet."""
+    return DeviceState(
+        driver_name=DRIVER,
+        node_name=NODE,
+        plugin_dir=dirs.plugin_dir,
+        cdi_dir=dirs.cdi_dir,
+        devices=inventory(dirs.file_dir, FILE_COUNT),
+        shared=shared,
+        claim_source=claims,
+    )
+
+
 @pytest.fixture
 def dirs(tmp_path: Path) -> NodeDirs:
     return NodeDirs(tmp_path / "plugin", tmp_path / "cdi", tmp_path / "files")
@@ -45,15 +58,7 @@ def make_state(dirs: NodeDirs, fake_claims: FakeClaimSource) -> Iterator[MakeSta
     states: list[DeviceState] = []
 
     def make(shared: bool = False, start: bool = True) -> DeviceState:
-        state = DeviceState(
-            driver_name=DRIVER,
-            node_name=NODE,
-            plugin_dir=dirs.plugin_dir,
-            cdi_dir=dirs.cdi_dir,
-            devices=inventory(dirs.file_dir, FILE_COUNT),
-            shared=shared,
-            claim_source=fake_claims,
-        )
+        state = new_state(dirs, fake_claims, shared)
         states.append(state)
         if start:
             state.start()
@@ -339,25 +344,14 @@ def test_crash_at_every_step_leaves_a_state_the_next_start_makes_consistent(
         fake = FakeClaimSource()
         dirs = NodeDirs(base / "plugin", base / "cdi", base / "files")
 
-        def new_process_state() -> DeviceState:
-            return DeviceState(
-                driver_name=DRIVER,
-                node_name=NODE,
-                plugin_dir=dirs.plugin_dir,
-                cdi_dir=dirs.cdi_dir,
-                devices=inventory(dirs.file_dir, FILE_COUNT),
-                shared=shared,
-                claim_source=fake,
-            )
-
-        state = new_process_state()
+        state = new_state(dirs, fake, shared)
         state.start()
         with monkeypatch.context() as m:
             counter = count_writes(m, crash_at)
             with contextlib.suppress(SimulatedCrash):
                 scenario(state, fake)
         state.close()  # the dead process's lock goes away with it
-        restarted = new_process_state()
+        restarted = new_state(dirs, fake, shared)
         restarted.start()
         claims = assert_consistent(dirs, FILE_COUNT)
         # Whatever survived can still be unprepared by the new process.
