@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -39,12 +37,7 @@ from localcluster.layout import (
     SHIM_SOCKET_DIR,
     RunLayout,
 )
-from localcluster.pki import (
-    CertificateAuthority,
-    ClientIdentity,
-    ensure_service_account_keys,
-    write_kubeconfig,
-)
+from localcluster.pki import write_cluster_credentials
 from localcluster.processes import ComponentError, Supervisor, is_alive
 from localcluster.versions import BUSYBOX_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesVersion
 
@@ -273,7 +266,7 @@ class LocalCluster:
             state.save(self.layout.state_file)
         hoststate.check_address_space(self.layout.network)
         hoststate.ensure_bridge(self.layout.network)
-        self._write_pki()
+        write_cluster_credentials(self.layout, self.node_name)
         for name in missing:
             component = self._component(name, binaries)
             self.log(f"localcluster: starting {name}")
@@ -314,63 +307,6 @@ class LocalCluster:
             "kube-scheduler": components.kube_scheduler,
         }
         return control_plane[name](layout, binaries, gates)
-
-    def _write_pki(self) -> None:
-        layout, net = self.layout, self.layout.network
-        pki = layout.pki
-        ca = CertificateAuthority.load_or_create(pki)
-        ensure_service_account_keys(pki)
-        ca.issue(
-            pki,
-            "apiserver",
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-            server_names=(
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "localhost",
-            ),
-            server_ips=(net.node_ip, net.kubernetes_service_ip),
-        )
-        ca.issue(
-            pki,
-            "kubelet-serving",
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.node_name)]),
-            server_names=(self.node_name,),
-            server_ips=(net.node_ip,),
-        )
-        ca.issue_client(
-            pki,
-            ClientIdentity(
-                "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
-            ),
-        )
-        identities = {
-            "admin": ClientIdentity("admin", "localcluster-admin", "system:masters"),
-            "kube-controller-manager": ClientIdentity(
-                "kube-controller-manager", "system:kube-controller-manager"
-            ),
-            "kube-scheduler": ClientIdentity("kube-scheduler", "system:kube-scheduler"),
-            "kubelet": ClientIdentity("kubelet", f"system:node:{self.node_name}", "system:nodes"),
-            "kube-proxy": ClientIdentity("kube-proxy", "system:kube-proxy"),
-        }
-        for component, identity in identities.items():
-            cert, key = ca.issue_client(pki, identity)
-            path = (
-                layout.admin_kubeconfig
-                if component == "admin"
-                else layout.component_kubeconfig(component)
-            )
-            write_kubeconfig(
-                path,
-                server=net.apiserver_url,
-                ca_file=pki / "ca.crt",
-                cert_file=cert,
-                key_file=key,
-                context=KUBECONFIG_CONTEXT,
-                user=identity.common_name,
-            )
 
     def _ctr(self, binaries: Binaries, *args: str) -> str:
         result = subprocess.run(

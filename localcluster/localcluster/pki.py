@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from localcluster.layout import KUBECONFIG_CONTEXT, RunLayout
+
 _VALIDITY = datetime.timedelta(days=365)
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -208,3 +210,62 @@ def write_kubeconfig(
     with os.fdopen(descriptor, "w") as handle:
         json.dump(config, handle, indent=2)
         handle.write("\n")
+
+
+def write_cluster_credentials(layout: RunLayout, node_name: str) -> None:
+    """Every certificate and kubeconfig the run's components use; existing ones are kept."""
+    pki, net = layout.pki, layout.network
+    ca = CertificateAuthority.load_or_create(pki)
+    ensure_service_account_keys(pki)
+    ca.issue(
+        pki,
+        "apiserver",
+        _name("kube-apiserver"),
+        server_names=(
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "localhost",
+        ),
+        server_ips=(net.node_ip, net.kubernetes_service_ip),
+    )
+    ca.issue(
+        pki,
+        "kubelet-serving",
+        _name(node_name),
+        server_names=(node_name,),
+        server_ips=(net.node_ip,),
+    )
+    ca.issue_client(
+        pki,
+        ClientIdentity(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+        ),
+    )
+    kubeconfigs = {
+        layout.admin_kubeconfig: ClientIdentity("admin", "localcluster-admin", "system:masters"),
+        layout.component_kubeconfig("kube-controller-manager"): ClientIdentity(
+            "kube-controller-manager", "system:kube-controller-manager"
+        ),
+        layout.component_kubeconfig("kube-scheduler"): ClientIdentity(
+            "kube-scheduler", "system:kube-scheduler"
+        ),
+        layout.component_kubeconfig("kubelet"): ClientIdentity(
+            "kubelet", f"system:node:{node_name}", "system:nodes"
+        ),
+        layout.component_kubeconfig("kube-proxy"): ClientIdentity(
+            "kube-proxy", "system:kube-proxy"
+        ),
+    }
+    for path, identity in kubeconfigs.items():
+        cert, key = ca.issue_client(pki, identity)
+        write_kubeconfig(
+            path,
+            server=net.apiserver_url,
+            ca_file=pki / "ca.crt",
+            cert_file=cert,
+            key_file=key,
+            context=KUBECONFIG_CONTEXT,
+            user=identity.common_name,
+        )

@@ -11,10 +11,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from localcluster.layout import RunLayout
 from localcluster.pki import (
     CertificateAuthority,
     ClientIdentity,
     ensure_service_account_keys,
+    write_cluster_credentials,
     write_kubeconfig,
 )
 
@@ -93,3 +95,44 @@ def test_kubeconfig_points_at_the_run_files(tmp_path: Path) -> None:
     assert config["clusters"][0]["cluster"]["server"] == "https://10.244.0.1:6443"
     assert config["users"][0]["user"]["client-key"] == str(tmp_path / "a.key")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _subject(path: Path) -> tuple[str, list[str]]:
+    subject = _load(path).subject
+    common_name = subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    groups = [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    return str(common_name), [str(g) for g in groups]
+
+
+def test_cluster_credentials_give_each_component_its_kubeadm_identity(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path)
+    write_cluster_credentials(layout, "node-7")
+    users = {}
+    for path in [layout.admin_kubeconfig, *sorted((tmp_path / "kubeconfigs").iterdir())]:
+        config = json.loads(path.read_text())
+        assert config["clusters"][0]["cluster"]["server"] == layout.network.apiserver_url
+        users[path.name] = _subject(Path(config["users"][0]["user"]["client-certificate"]))
+    assert users == {
+        "kubeconfig": ("localcluster-admin", ["system:masters"]),
+        "kube-controller-manager.kubeconfig": ("system:kube-controller-manager", []),
+        "kube-proxy.kubeconfig": ("system:kube-proxy", []),
+        "kube-scheduler.kubeconfig": ("system:kube-scheduler", []),
+        "kubelet.kubeconfig": ("system:node:node-7", ["system:nodes"]),
+    }
+    serving = _load(layout.pki / "apiserver.crt").extensions
+    names = serving.get_extension_for_class(x509.SubjectAlternativeName).value
+    # Pods reach the API server through the `kubernetes` Service address.
+    assert layout.network.kubernetes_service_ip in names.get_values_for_type(x509.IPAddress)
+    assert "kubernetes.default.svc" in names.get_values_for_type(x509.DNSName)
+    kubelet_names = _load(layout.pki / "kubelet-serving.crt").extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert kubelet_names.value.get_values_for_type(x509.DNSName) == ["node-7"]
+
+
+def test_cluster_credentials_are_kept_when_written_again(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path)
+    write_cluster_credentials(layout, "node-7")
+    before = {p: p.read_bytes() for p in layout.pki.iterdir()}
+    write_cluster_credentials(layout, "node-7")
+    assert {p: p.read_bytes() for p in layout.pki.iterdir()} == before
