@@ -16,6 +16,7 @@ from localcluster import featuregates
 from localcluster.binaries import BINARY_SOURCES, BuildError
 from localcluster.cluster import ClusterError, LocalCluster
 from localcluster.hoststate import HostStateError
+from localcluster.images import ImageError
 from localcluster.layout import DEFAULT_NODE_NAME, DEFAULT_RUN_DIR
 from localcluster.processes import ComponentError
 from localcluster.releases import DownloadError
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         DownloadError,
         featuregates.FeatureGateError,
         HostStateError,
+        ImageError,
         VersionError,
     ) as error:
         print(f"localcluster: error: {error}", file=sys.stderr)

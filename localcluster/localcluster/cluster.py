@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -208,10 +207,7 @@ class LocalCluster:
         binaries = self.build()
         if self.supervisor.find("containerd") is None:
             raise ClusterError("the node is not running: run `localcluster up` first")
-        references = [images.normalize_reference(r) for r in images.archive_references(archive)]
-        before = {ref: self._image_digest(binaries, ref) for ref in references}
-        self._ctr(binaries, "images", "import", str(archive))
-        return [(ref, self._image_digest(binaries, ref) != before[ref]) for ref in references]
+        return self._node_images(binaries).import_archive(archive)
 
     # --- bring-up -------------------------------------------------------------
 
@@ -308,39 +304,17 @@ class LocalCluster:
         }
         return control_plane[name](layout, binaries, gates)
 
-    def _ctr(self, binaries: Binaries, *args: str) -> str:
-        result = subprocess.run(
-            [
-                str(binaries.path("ctr")),
-                f"--address={self.layout.containerd_socket}",
-                "--namespace=k8s.io",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ClusterError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
-
-    def _image_digest(self, binaries: Binaries, reference: str) -> str | None:
-        listing = self._ctr(binaries, "images", "ls", f"name=={reference}")
-        for line in listing.splitlines()[1:]:
-            fields = line.split()
-            if fields and fields[0] == reference:
-                return fields[2]
-        return None
+    def _node_images(self, binaries: Binaries) -> images.NodeImages:
+        return images.NodeImages(binaries.path("ctr"), self.layout.containerd_socket)
 
     def _import_base_images(self, binaries: Binaries) -> None:
-        archives = (
-            images.build_pause_archive(
-                binaries.path("pause"), self.layout.images_dir / "pause.tar"
-            ),
-            images.build_busybox_archive(self.layout.images_dir / "busybox.tar"),
+        node_images = self._node_images(binaries)
+        node_images.import_archive(
+            images.build_pause_archive(binaries.path("pause"), self.layout.images_dir / "pause.tar")
         )
-        for archive in archives:
-            self._ctr(binaries, "images", "import", str(archive))
+        node_images.import_archive(
+            images.build_busybox_archive(self.layout.images_dir / "busybox.tar")
+        )
 
     def _api(self) -> Any:
         api_client = config.new_client_from_config(str(self.kubeconfig), context=KUBECONFIG_CONTEXT)

@@ -24,6 +24,12 @@ from localcluster.versions import BUSYBOX_IMAGE, PAUSE_IMAGE
 BUSYBOX_BINARY = Path("/bin/busybox")  # Debian's busybox-static: no shared libraries
 _GO_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _EXECUTABLE_MODE = 0o755
+# The containerd namespace the kubelet's CRI uses: images elsewhere are invisible to pods.
+_CRI_NAMESPACE = "k8s.io"
+
+
+class ImageError(RuntimeError):
+    """An image archive that cannot be used, or a containerd that refuses it."""
 
 
 @dataclass(frozen=True)
@@ -131,12 +137,19 @@ def build_busybox_archive(destination: Path, busybox: Path = BUSYBOX_BINARY) -> 
 
 def archive_references(archive: Path) -> list[str]:
     """The image names a `docker save` archive carries."""
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile("manifest.json")
-        if member is None:
-            raise ValueError(f"{archive} has no manifest.json: not a `docker save` archive")
-        manifest = json.load(member)
-    return [tag for entry in manifest for tag in entry.get("RepoTags") or []]
+    try:
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.load(member) if member is not None else None
+    except (OSError, tarfile.TarError, KeyError, UnicodeDecodeError, ValueError) as error:
+        raise ImageError(f"{archive} is not a `docker save` archive: {error}") from error
+    if not isinstance(manifest, list) or not all(isinstance(e, dict) for e in manifest):
+        raise ImageError(f"{archive} is not a `docker save` archive: unexpected manifest.json")
+    references = [tag for entry in manifest for tag in entry.get("RepoTags") or []]
+    if not references:
+        # Pods name their image; an untagged image could never be used.
+        raise ImageError(f"{archive} holds no named image (its manifest has no RepoTags)")
+    return references
 
 
 def normalize_reference(reference: str) -> str:
@@ -151,3 +164,38 @@ def normalize_reference(reference: str) -> str:
     if ":" not in last and "@" not in last:
         name = f"{name}:latest"
     return name
+
+
+@dataclass(frozen=True)
+class NodeImages:
+    """The images of the node's containerd, driven through its `ctr` client."""
+
+    ctr: Path
+    socket: Path
+
+    def import_archive(self, archive: Path) -> list[tuple[str, bool]]:
+        """Import a `docker save` archive; (stored reference, changed) per image it names."""
+        references = [normalize_reference(r) for r in archive_references(archive)]
+        before = {reference: self.digest(reference) for reference in references}
+        self._ctr("images", "import", str(archive))
+        return [(ref, self.digest(ref) != before[ref]) for ref in references]
+
+    def digest(self, reference: str) -> str | None:
+        """The manifest digest stored under `reference`, or None when there is none."""
+        listing = self._ctr("images", "ls", f"name=={reference}")
+        for line in listing.splitlines()[1:]:
+            columns = line.split()  # REF TYPE DIGEST SIZE PLATFORMS LABELS
+            if columns and columns[0] == reference:
+                return columns[2]
+        return None
+
+    def _ctr(self, *args: str) -> str:
+        result = subprocess.run(
+            [str(self.ctr), f"--address={self.socket}", f"--namespace={_CRI_NAMESPACE}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ImageError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout

@@ -17,13 +17,22 @@ PodRunner = Callable[[str], tuple[str, str]]
 @pytest.fixture
 def run_pod(local_cluster: ClusterHandle) -> PodRunner:
     """Run `sh -c script` in a busybox pod on the node; return (phase, log)."""
-    return lambda script: _run_pod_to_completion(local_cluster, script)
+    return lambda script: _run_pod_to_completion(local_cluster, BUSYBOX_IMAGE, ["sh", "-c", script])
+
+
+@pytest.fixture
+def run_image(local_cluster: ClusterHandle) -> PodRunner:
+    """Run a pod of the node's image `image` as the image itself says; return (phase, log)."""
+    return lambda image: _run_pod_to_completion(local_cluster, image, None)
 
 
 def _run_pod_to_completion(
-    cluster: ClusterHandle, script: str, timeout: float = 120
+    cluster: ClusterHandle, image: str, command: list[str] | None, timeout: float = 120
 ) -> tuple[str, str]:
     name = f"probe-{uuid.uuid4().hex[:8]}"
+    container: dict[str, object] = {"name": "probe", "image": image, "imagePullPolicy": "Never"}
+    if command is not None:
+        container["command"] = command
     cluster.create(
         {
             "apiVersion": "v1",
@@ -32,14 +41,7 @@ def _run_pod_to_completion(
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
-                "containers": [
-                    {
-                        "name": "probe",
-                        "image": BUSYBOX_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "command": ["sh", "-c", script],
-                    }
-                ],
+                "containers": [container],
             },
         }
     )

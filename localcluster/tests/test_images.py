@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from localcluster.images import (
     BUSYBOX_BINARY,
+    ImageError,
     LayerEntry,
     archive_references,
     build_busybox_archive,
@@ -87,3 +89,42 @@ def test_busybox_image_has_a_shell_and_the_demo_tools(tmp_path: Path) -> None:
 )
 def test_references_are_normalized_as_containerd_stores_them(given: str, stored: str) -> None:
     assert normalize_reference(given) == stored
+
+
+def _tar_with(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, mode="w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (None, "is not a `docker save` archive"),
+        ({"layer.tar": b""}, "is not a `docker save` archive"),
+        ({"manifest.json": b"{not json"}, "is not a `docker save` archive"),
+        ({"manifest.json": b'{"Config": "c.json"}'}, "unexpected manifest.json"),
+        ({"manifest.json": b'[{"Config": "c.json", "RepoTags": null}]'}, "holds no named image"),
+    ],
+    ids=["not-a-tar", "no-manifest", "manifest-not-json", "manifest-not-a-list", "untagged"],
+)
+def test_unusable_archive_is_refused_with_its_reason(
+    tmp_path: Path, members: dict[str, bytes] | None, message: str
+) -> None:
+    archive = tmp_path / "image.tar"
+    if members is None:
+        archive.write_text("plain text, not an archive\n")
+    else:
+        _tar_with(archive, members)
+    with pytest.raises(ImageError, match=re.escape(message)) as raised:
+        archive_references(archive)
+    assert str(archive) in str(raised.value)
+
+
+def test_missing_archive_is_refused_with_its_path(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.tar"
+    with pytest.raises(ImageError, match=re.escape(str(absent))):
+        archive_references(absent)

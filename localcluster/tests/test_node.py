@@ -7,14 +7,29 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from localcluster import featuregates
 from localcluster.cluster import ClusterError, LocalCluster
+from localcluster.images import BUSYBOX_BINARY, LayerEntry, write_image_archive
 from localcluster.pytest_plugin import ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+
+def _cli(local_cluster: ClusterHandle) -> list[str]:
+    """The `localcluster` command line that addresses the test cluster."""
+    cluster = local_cluster.cluster
+    return [
+        sys.executable,
+        "-m",
+        "localcluster",
+        f"--run-dir={local_cluster.run_dir}",
+        f"--kubernetes-version={cluster.version.tag}",
+        f"--feature-gates={featuregates.render(cluster.feature_gates)}",
+    ]
 
 
 def test_node_is_ready_and_reports_the_built_versions(local_cluster: ClusterHandle) -> None:
@@ -54,14 +69,7 @@ def test_up_again_starts_nothing_and_the_cli_reports_it(local_cluster: ClusterHa
     cluster = local_cluster.cluster
     result = cluster.up(with_node=True)
     assert result.started == ()
-    cli = [
-        sys.executable,
-        "-m",
-        "localcluster",
-        f"--run-dir={local_cluster.run_dir}",
-        f"--kubernetes-version={cluster.version.tag}",
-        f"--feature-gates={featuregates.render(cluster.feature_gates)}",
-    ]
+    cli = _cli(local_cluster)
     up = subprocess.run([*cli, "up"], capture_output=True, text=True, check=True)
     assert up.stdout.splitlines()[-1] == "localcluster: up (already running)"
     status = json.loads(
@@ -91,3 +99,45 @@ def test_up_with_other_feature_gates_is_refused_and_leaves_the_cluster_running(
         other.up(with_node=True)
     assert running.status()["running"]
     assert running.status()["feature_gates"] == running.feature_gates
+
+
+def test_an_imported_archive_runs_as_a_pod_and_importing_it_again_changes_nothing(
+    local_cluster: ClusterHandle, run_image: Callable[[str], tuple[str, str]], tmp_path: Path
+) -> None:
+    token = uuid.uuid4().hex
+    reference = f"localcluster-test/echo:{token[:12]}"
+    archive = write_image_archive(
+        tmp_path / "echo.tar",
+        reference,
+        [LayerEntry("bin/busybox", content=BUSYBOX_BINARY.read_bytes())],
+        entrypoint=["/bin/busybox", "echo"],
+        command=[token],
+    )
+    stored = f"docker.io/{reference}"
+    cli = [*_cli(local_cluster), "import-image", str(archive)]
+    first = subprocess.run(cli, capture_output=True, text=True, check=True)
+    assert first.stdout.splitlines() == [f"localcluster: imported {stored}"]
+    again = subprocess.run(cli, capture_output=True, text=True, check=True)
+    assert again.stdout.splitlines() == [f"localcluster: already present {stored}"]
+    # The kubelet finds it without a registry: it sits where the CRI looks.
+    phase, log = run_image(reference)
+    assert (phase, log.strip()) == ("Succeeded", token)
+
+
+def test_importing_a_file_that_is_no_image_archive_fails_clearly(
+    local_cluster: ClusterHandle, tmp_path: Path
+) -> None:
+    not_an_archive = tmp_path / "notes.txt"
+    not_an_archive.write_text("not an image\n")
+    result = subprocess.run(
+        [*_cli(local_cluster), "import-image", str(not_an_archive)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"localcluster: error: {not_an_archive} is not a `docker save` archive"
+    )
+    assert "Traceback" not in result.stderr
+    assert local_cluster.cluster.status()["node_running"]
