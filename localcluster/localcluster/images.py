@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcluster.releases import GO_ARCHITECTURES
 from localcluster.versions import BUSYBOX_IMAGE, PAUSE_IMAGE
 
 BUSYBOX_BINARY = Path("/bin/busybox")  # Debian's busybox-static: no shared libraries
-_GO_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _EXECUTABLE_MODE = 0o755
 # The containerd namespace the kubelet's CRI uses: images elsewhere are invisible to pods.
 _CRI_NAMESPACE = "k8s.io"
@@ -79,7 +79,7 @@ def write_image_archive(
     layer = _layer_tar(entries)
     layer_digest = hashlib.sha256(layer).hexdigest()
     config = {
-        "architecture": _GO_ARCHITECTURES.get(platform.machine(), platform.machine()),
+        "architecture": GO_ARCHITECTURES.get(platform.machine(), platform.machine()),
         "os": "linux",
         "config": {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],

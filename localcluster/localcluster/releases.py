@@ -40,6 +40,9 @@ DOWNLOAD_TIMEOUT = 30.0
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+# Machine names (`uname -m`) and the architecture names Go, the release sites and
+# image configs use for them.
+GO_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 class DownloadError(RuntimeError):
@@ -83,10 +86,9 @@ class Asset:
 def go_arch(machine: str | None = None) -> str:
     """The architecture name the release sites use for this machine."""
     machine = (machine or platform.machine()).lower()
-    names = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-    if machine not in names:
+    if machine not in GO_ARCHITECTURES:
         raise DownloadError(f"no release binaries are published for the {machine} architecture")
-    return names[machine]
+    return GO_ARCHITECTURES[machine]
 
 
 def kubernetes_assets(
