@@ -37,7 +37,7 @@ from localcluster.layout import (
     RunLayout,
 )
 from localcluster.pki import write_cluster_credentials
-from localcluster.processes import ComponentError, Supervisor, is_alive
+from localcluster.processes import ComponentError, Supervisor, is_alive, live_processes
 from localcluster.versions import BUSYBOX_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesVersion
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -229,7 +229,7 @@ class LocalCluster:
                 )
             self.log(f"localcluster: taking over from {owner}, whose processes are gone")
         if self.supervisor.find("kubelet") is None:
-            foreign = _processes_named("kubelet")
+            foreign = live_processes(lambda command, _: command == "kubelet")
             if foreign:
                 raise ClusterError(
                     f"a kubelet that is not this cluster's runs on this machine (pid "
@@ -399,20 +399,15 @@ class LocalCluster:
         for top in hoststate.kubelet_cgroups():
             for procs in top.rglob("cgroup.procs"):
                 pids.update(int(pid) for pid in procs.read_text().split())
-        socket = str(self.layout.containerd_socket)
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if (
-                cmdline
-                and cmdline[0].endswith(b"containerd-shim-runc-v2")
-                and any(socket.encode() in arg for arg in cmdline)
-            ):
-                pids.add(int(proc.name))
+        socket = str(self.layout.containerd_socket).encode()
+        pids.update(
+            live_processes(
+                lambda _, argv: (
+                    argv[0].endswith(b"containerd-shim-runc-v2")
+                    and any(socket in arg for arg in argv)
+                )
+            )
+        )
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -435,18 +430,6 @@ def _host_owner() -> Path | None:
         return Path(HOST_OWNER_FILE.read_text().strip())
     except FileNotFoundError:
         return None
-
-
-def _processes_named(name: str) -> list[int]:
-    found: list[int] = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "comm").read_text().strip() == name and is_alive(int(proc.name)):
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
 
 
 def _settings(version: str, node_name: str, feature_gates: Mapping[str, bool]) -> str:

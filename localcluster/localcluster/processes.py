@@ -46,6 +46,22 @@ def is_alive(pid: int) -> bool:
     return _start_time(pid) is not None
 
 
+def live_processes(match: Callable[[str, list[bytes]], bool]) -> list[int]:
+    """Pids of the live processes whose command name and argv `match` accepts."""
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "comm").read_text().strip()
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile
+        if match(command, argv) and is_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
 @dataclass(frozen=True)
 class RunningProcess:
     pid: int
