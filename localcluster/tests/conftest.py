@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from localcluster.cluster import LocalCluster
 from localcluster.pytest_plugin import ClusterHandle
 from localcluster.versions import BUSYBOX_IMAGE
 
 PodRunner = Callable[[str], tuple[str, str]]
+ProcessStarter = Callable[[str], subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def restore_cluster(local_cluster: ClusterHandle) -> Iterator[LocalCluster]:
+    """The session cluster, brought back up after the test took it down."""
+    yield local_cluster.cluster
+    local_cluster.cluster.up(with_node=True)
+
+
+@pytest.fixture
+def start_named_process(tmp_path: Path) -> Iterator[ProcessStarter]:
+    """Start a `sleep` whose command name (/proc/<pid>/comm) is the one given.
+
+    The name comes from a renamed copy of the binary; every process started is
+    killed and reaped after the test.
+    """
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        binary = tmp_path / f"process-{len(started)}" / name
+        binary.parent.mkdir()
+        shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
+        child = subprocess.Popen([str(binary), "300"])
+        started.append(child)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/comm").read_text().strip() != name[:15]:
+            assert time.monotonic() < deadline, f"{name} did not start"
+            time.sleep(0.01)
+        return child
+
+    yield start
+    for child in started:
+        child.kill()
+        child.wait()
 
 
 @pytest.fixture

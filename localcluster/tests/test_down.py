@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ import pytest
 from localcluster.cluster import LocalCluster, RunState
 from localcluster.layout import KUBELET_ROOT
 from localcluster.processes import ComponentError
-from localcluster.pytest_plugin import ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -61,13 +60,6 @@ def _kube_chains() -> list[str]:
 
 def _links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def restore_cluster(local_cluster: ClusterHandle) -> Iterator[LocalCluster]:
-    """The session cluster, brought back up after the test took it down."""
-    yield local_cluster.cluster
-    local_cluster.cluster.up(with_node=True)
 
 
 def test_down_leaves_no_process_mount_device_cgroup_or_rule(
