@@ -64,3 +64,13 @@ def test_device_class_with_a_broken_cel_selector_is_rejected(
         )
     assert rejected.value.status == 422
     assert complaint in str(rejected.value.body)
+
+
+def test_api_server_runs_the_release_the_cluster_was_asked_for(
+    control_plane: ClusterHandle,
+) -> None:
+    # The binary cache is keyed by version; this proves the key and the
+    # binaries that run agree (LOCALCLUSTER_KUBERNETES_VERSION=v1.34.x too).
+    served = client.VersionApi(control_plane.api_client()).get_code()
+    assert served.git_version == control_plane.cluster.version.tag
+    assert served.minor == str(control_plane.cluster.version.minor)
