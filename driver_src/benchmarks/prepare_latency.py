@@ -43,7 +43,8 @@ from localcluster.layout import DEFAULT_RUN_DIR
 # The cluster helpers live with the tests; driver_src must be importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dra_file_driver.kubelet_client import Claim, KubeletClient
+from tests.kubelet_client import Claim, KubeletClient
+
 from tests import cluster_kit
 
 CONCURRENCY = (1, 8, 64)

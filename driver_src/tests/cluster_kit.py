@@ -21,9 +21,8 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from dra_file_driver.kubelet_client import Claim
-
 from .driver_testkit import directory_flags, wait_for
+from .kubelet_client import Claim
 
 DRIVER = "file.dra.example.com"
 GROUP, VERSION = "resource.k8s.io", "v1"

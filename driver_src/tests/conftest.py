@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from dra_file_driver.app import Driver
-from dra_file_driver.kubelet_client import KubeletClient
 from dra_file_driver.metrics import Metrics
 
 from . import cluster_kit
 from .driver_testkit import FakeClaimSource, RunningDriver, StartDriver, make_config
+from .kubelet_client import KubeletClient
 
 
 @pytest.fixture

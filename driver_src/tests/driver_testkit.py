@@ -16,7 +16,9 @@ from dra_file_driver import cdi, checkpoint, config, device_files
 from dra_file_driver.app import Driver
 from dra_file_driver.claims import ClaimError, ClaimRef
 from dra_file_driver.config import Config
-from dra_file_driver.kubelet_client import Claim, KubeletClient
+from dra_file_driver.prepared import PreparedClaim
+
+from .kubelet_client import Claim, KubeletClient
 
 DRIVER = "file.dra.example.com"
 NODE = "node-a"
@@ -80,7 +82,7 @@ class FakeClaimSource:
         with self._lock:
             del self._claims[(claim.namespace, claim.name)]
 
-    def get(self, ref: ClaimRef) -> Mapping[str, Any]:
+    def get(self, ref: ClaimRef, timeout: float) -> Mapping[str, Any]:
         with self._lock:
             self.gets += 1
             obj = self._claims.get((ref.namespace, ref.name))
@@ -121,7 +123,7 @@ def file_lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def assert_consistent(dirs: NodeDirs, file_count: int) -> list[checkpoint.PreparedClaim]:
+def assert_consistent(dirs: NodeDirs, file_count: int) -> list[PreparedClaim]:
     """Assert that device files and CDI specs are exactly what the checkpoint implies.
 
     Returns the checkpointed claims. This is the invariant the driver

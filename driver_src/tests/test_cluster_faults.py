@@ -17,10 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
-from dra_file_driver.kubelet_client import Claim, KubeletClient
-
 from .cluster_kit import StartProcess, allocate, as_claim, create_claim, result
 from .driver_testkit import NodeDirs, assert_consistent, file_lines
+from .kubelet_client import Claim, KubeletClient
 
 pytestmark = pytest.mark.cluster
 

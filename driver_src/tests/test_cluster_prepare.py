@@ -18,7 +18,6 @@ import pytest
 from kubernetes import client
 
 from dra_file_driver import cdi
-from dra_file_driver.kubelet_client import Claim, KubeletClient
 
 from .cluster_kit import (
     DRIVER,
@@ -33,6 +32,7 @@ from .cluster_kit import (
     unique,
 )
 from .driver_testkit import NodeDirs, assert_consistent, file_lines, new_uid, wait_for
+from .kubelet_client import Claim, KubeletClient
 
 pytestmark = pytest.mark.cluster
 

@@ -17,7 +17,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dra_file_driver.app import Driver
-from dra_file_driver.kubelet_client import Claim, KubeletClient, ProtocolError
 from dra_file_driver.kubeletapi import dra_v1_pb2, dra_v1_pb2_grpc
 from dra_file_driver.metrics import Metrics
 
@@ -35,6 +34,7 @@ from .driver_testkit import (
     new_uid,
     result,
 )
+from .kubelet_client import Claim, KubeletClient, ProtocolError
 
 
 def add(

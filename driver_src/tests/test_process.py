@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dra_file_driver.kubelet_client import Claim, KubeletClient
-
 from .driver_testkit import NODE, free_port, new_uid, unreachable_kubeconfig, wait_for
+from .kubelet_client import Claim, KubeletClient
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 

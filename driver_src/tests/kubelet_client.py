@@ -1,5 +1,8 @@
 """The kubelet's side of the plugin protocol, for tests, benchmarks and debugging.
 
+It lives with the tests, not in the driver's package, so the image does not
+carry it.
+
 It follows what the kubelet does with a DRA plugin: read the registration
 socket with GetInfo (one second allowed), check the plugin type, pick the
 first service version in the plugin's list that it supports, connect to the
@@ -18,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from .kubeletapi import (
+from dra_file_driver.kubeletapi import (
     dra_v1_pb2,
     dra_v1_pb2_grpc,
     dra_v1beta1_pb2,
