@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import atomicfile
+from .prepared import PreparedClaim, PreparedDevice
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.json"
@@ -27,26 +27,6 @@ FILE_NAME = "checkpoint.json"
 
 class CheckpointError(Exception):
     """The checkpoint file exists but cannot be trusted."""
-
-
-@dataclass(frozen=True)
-class PreparedDevice:
-    """One allocation result of a prepared claim."""
-
-    request: str  # base request name, without "/subrequest"
-    pool: str
-    device: str
-    path: str  # host path of the device file when it was prepared
-    share_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PreparedClaim:
-    uid: str
-    namespace: str
-    name: str
-    pods: tuple[str, ...]  # names of the consuming pods, in reservedFor order
-    devices: tuple[PreparedDevice, ...]
 
 
 def _claim_to_json(claim: PreparedClaim) -> dict[str, Any]:

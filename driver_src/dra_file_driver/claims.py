@@ -15,8 +15,11 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from . import kube, names
-from .checkpoint import PreparedClaim, PreparedDevice
 from .devices import FileDevice
+from .prepared import PreparedClaim, PreparedDevice
+
+# Bound (seconds) on reading one claim when the caller sets no deadline.
+READ_TIMEOUT = 20.0
 
 
 class ClaimError(Exception):
@@ -36,8 +39,12 @@ class ClaimRef:
 
 
 class ClaimSource(Protocol):
-    def get(self, ref: ClaimRef) -> Mapping[str, Any]:
-        """The ResourceClaim object; raise ClaimError if it cannot be had."""
+    def get(self, ref: ClaimRef, timeout: float) -> Mapping[str, Any]:
+        """The ResourceClaim object; raise ClaimError if it cannot be had.
+
+        timeout (seconds) bounds the whole read: a source that cannot answer
+        within it raises ClaimError instead of holding up the request.
+        """
         ...
 
 
@@ -47,7 +54,7 @@ class ApiClaimSource:
     def __init__(self, api: client.ApiClient) -> None:
         self._objects = client.CustomObjectsApi(api)
 
-    def get(self, ref: ClaimRef) -> Mapping[str, Any]:
+    def get(self, ref: ClaimRef, timeout: float) -> Mapping[str, Any]:
         try:
             obj = self._objects.get_namespaced_custom_object(
                 kube.RESOURCE_GROUP,
@@ -55,7 +62,7 @@ class ApiClaimSource:
                 ref.namespace,
                 "resourceclaims",
                 ref.name,
-                _request_timeout=kube.REQUEST_TIMEOUT,
+                _request_timeout=timeout,
             )
         except client.ApiException as exc:
             if exc.status == 404:

@@ -33,18 +33,22 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cdi, claims, device_files, names
-from .checkpoint import CheckpointError, CheckpointFile, PreparedClaim
+from .checkpoint import CheckpointError, CheckpointFile
 from .claims import ClaimError, ClaimRef, ClaimSource
 from .devices import FileDevice, env_var
+from .prepared import PreparedClaim
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE_NAME = "state.lock"
+# How often probe() retries an flock held by another process.
+_PROBE_POLL_INTERVAL = 0.01
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ class DeviceState:
         self._claim_source = claim_source
         self._checkpoint = CheckpointFile(plugin_dir)
         self._cdi = cdi.SpecDirectory(cdi_dir, driver_name)
+        # What the checkpoint holds; changed only under the lock.
         self._claims: dict[str, PreparedClaim] = {}
+        # The committed claims whose CDI spec and device files are written:
+        # only these are answered without the lock.
+        self._ready: Mapping[str, PreparedClaim] = {}
         self._mutex = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Change] = []
@@ -143,43 +151,80 @@ class DeviceState:
 
     # -- operations --------------------------------------------------------
 
-    def prepare(self, refs: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
-        """Prepare each claim; the result has an entry for every distinct UID."""
+    def prepare(
+        self, refs: Sequence[ClaimRef], deadline: float | None = None
+    ) -> dict[str, PrepareOutcome]:
+        """Prepare each claim; the result has an entry for every distinct UID.
+
+        deadline (a time.monotonic() value) bounds the reading of claims: a
+        claim that could not be read by then gets an error naming the timeout,
+        and the call returns by the deadline plus the time of its commit.
+        Without a deadline each read is bounded by claims.READ_TIMEOUT.
+
+        A success answer means the claim is ready: its CDI spec and device
+        files are written. A claim that is committed but not yet written
+        (another request is writing it right now) is answered after that
+        commit, not before.
+        """
         outcomes: dict[str, PrepareOutcome] = {}
         to_fetch: dict[str, ClaimRef] = {}
+        being_written: list[PreparedClaim] = []
         try:
-            prepared = self._current_claims()
+            ready, committed = self._current_claims()
         except (OSError, CheckpointError) as exc:
             return {ref.uid: PrepareOutcome(error=f"node state unavailable: {exc}") for ref in refs}
+        seen: set[str] = set()
         for ref in refs:
-            if ref.uid in outcomes or ref.uid in to_fetch:
+            if ref.uid in seen:
                 continue
+            seen.add(ref.uid)
             problem = _ref_problem(ref)
             if problem:
                 outcomes[ref.uid] = PrepareOutcome(error=problem)
-            elif (known := prepared.get(ref.uid)) is not None:
+            elif (known := ready.get(ref.uid)) is not None:
                 # Idempotent repeat (kubelet restart, retry after a failure
                 # elsewhere): same answer, nothing touched.
                 outcomes[ref.uid] = PrepareOutcome(claim=known)
+            elif (pending := committed.get(ref.uid)) is not None:
+                # Committed by a request that is writing its files now: queue
+                # it again, which answers it from the checkpoint once that
+                # commit (or a reconcile) has written them.
+                being_written.append(pending)
             else:
                 to_fetch[ref.uid] = ref
 
-        resolved: list[PreparedClaim] = []
-        for ref in to_fetch.values():
-            try:
-                obj = self._claim_source.get(ref)
-                resolved.append(
-                    claims.resolve_claim(
-                        obj, ref, self._driver_name, self._node_name, self._devices
-                    )
-                )
-            except ClaimError as exc:
-                outcomes[ref.uid] = PrepareOutcome(error=str(exc))
+        resolved = [*being_written, *self._fetch(to_fetch.values(), deadline, outcomes)]
         if resolved:
             change = _Change(prepare=tuple(resolved))
             self._commit(change)
             outcomes.update(change.outcomes)
         return outcomes
+
+    def probe(self, timeout: float) -> bool:
+        """True if the state lock (thread mutex and flock) can be taken within timeout.
+
+        For a liveness check: a wedged lock stops every state change, so the
+        driver is not alive even if its sockets answer. Reconciles nothing
+        and writes nothing.
+        """
+        deadline = time.monotonic() + timeout
+        if self._lock_fd is None or not self._mutex.acquire(timeout=max(timeout, 0.0)):
+            return False
+        try:
+            # flock has no timeout: poll, briefly, the way lock waits go.
+            while True:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    time.sleep(min(_PROBE_POLL_INTERVAL, remaining))
+                    continue
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                return True
+        finally:
+            self._mutex.release()
 
     def unprepare(self, refs: Sequence[ClaimRef]) -> dict[str, str]:
         """Unprepare each claim from the checkpoint alone; uid -> error ("" = done).
@@ -192,6 +237,44 @@ class DeviceState:
         return change.errors
 
     # -- internals ---------------------------------------------------------
+
+    def _fetch(
+        self,
+        refs: Iterable[ClaimRef],
+        deadline: float | None,
+        outcomes: dict[str, PrepareOutcome],
+    ) -> list[PreparedClaim]:
+        """Read and check each claim, one after the other, within deadline.
+
+        Sequential on purpose: the kubelet sends the claims of one pod, nearly
+        always one, so threads would add cost to every call and save nothing;
+        and when the API server hangs, every read waits alike, so reading in
+        parallel would not get more claims through. Each read gets the time
+        left; once none is left, the remaining claims fail without a request.
+        Problems go into outcomes; the usable claims are returned.
+        """
+        resolved = []
+        for ref in refs:
+            if deadline is None:
+                timeout = claims.READ_TIMEOUT
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    outcomes[ref.uid] = PrepareOutcome(
+                        error=f"claim {ref}: not read: the request's deadline passed "
+                        "(timed out waiting for the API server); the kubelet retries"
+                    )
+                    continue
+            try:
+                obj = self._claim_source.get(ref, timeout)
+                resolved.append(
+                    claims.resolve_claim(
+                        obj, ref, self._driver_name, self._node_name, self._devices
+                    )
+                )
+            except ClaimError as exc:
+                outcomes[ref.uid] = PrepareOutcome(error=str(exc))
+        return resolved
 
     def _commit(self, change: _Change) -> None:
         """Apply change together with whatever other changes are waiting (group commit).
@@ -225,6 +308,9 @@ class DeviceState:
         claims, added, removed = self._plan(batch)
         if not added and not removed:
             return
+        if removed:
+            # Stop answering for claims on their way out before their files go.
+            self._ready = {uid: c for uid, c in self._ready.items() if uid not in removed}
         try:
             self._checkpoint.save(list(claims.values()))
         except OSError as exc:
@@ -245,6 +331,7 @@ class DeviceState:
             for change in batch:
                 change.fail(f"cannot update node state: {exc}", added.values(), removed)
             return
+        self._ready = claims
         _log_changes(list(added.values()), list(removed.values()))
 
     def _plan(
@@ -284,20 +371,25 @@ class DeviceState:
                     removed[uid] = gone
         return claims, added, removed
 
-    def _current_claims(self) -> Mapping[str, PreparedClaim]:
-        """The prepared claims, without waiting for a commit in progress.
+    def _current_claims(
+        self,
+    ) -> tuple[Mapping[str, PreparedClaim], Mapping[str, PreparedClaim]]:
+        """The ready and the committed claims, without waiting for a commit in progress.
 
-        The mapping is replaced, never modified, so reading the reference is
-        safe without a lock. Only when the files may disagree with it (a
-        failed write, or another process changed the checkpoint) does this
-        take the lock and reconcile first. A commit racing with the read
-        makes it look as if the read came first, which is harmless: a claim
-        found missing is fetched and then found prepared at commit time.
+        Both mappings are replaced, never modified, so reading the references
+        is safe without a lock; ready is read first, and a commit publishes
+        to committed before ready, so a claim found ready is also committed.
+        Only when the files may disagree with the checkpoint (a failed write,
+        or another process changed it) does this take the lock and reconcile
+        first. A commit racing with the read makes it look as if the read
+        came first, which is harmless: a claim found missing is fetched and
+        then found prepared at commit time.
         """
         if self._dirty or self._checkpoint.changed_on_disk():
             with self._locked():
-                return self._claims
-        return self._claims
+                return self._ready, self._claims
+        ready = self._ready
+        return ready, self._claims
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -331,6 +423,7 @@ class DeviceState:
             if self._cdi.write(claim.uid, _mounts(claim)):
                 log.info("restored CDI spec", extra={"claim_uid": claim.uid})
         self._write_device_files(None)
+        self._ready = self._claims
         self._dirty = False
 
     def _device_file_contents(self, paths: set[str] | None) -> dict[str, list[str]]:

@@ -22,11 +22,11 @@ from typing import Protocol, TypeVar
 import grpc
 
 from . import cdi
-from .checkpoint import PreparedClaim
 from .claims import ClaimRef
 from .device_state import DeviceState, PrepareOutcome
 from .kubeletapi import dra_v1_pb2, dra_v1beta1_pb2
 from .metrics import Metrics
+from .prepared import PreparedClaim
 
 log = logging.getLogger(__name__)
 

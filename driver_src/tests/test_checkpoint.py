@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 
 from dra_file_driver import checkpoint
-from dra_file_driver.checkpoint import (
-    CheckpointError,
-    CheckpointFile,
-    PreparedClaim,
-    PreparedDevice,
-)
+from dra_file_driver.checkpoint import CheckpointError, CheckpointFile
+from dra_file_driver.prepared import PreparedClaim, PreparedDevice
 
 CLAIMS = [
     PreparedClaim(

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dra_file_driver.checkpoint import PreparedDevice
 from dra_file_driver.claims import ClaimError, ClaimRef, base_request_name, resolve_claim
 from dra_file_driver.devices import inventory
+from dra_file_driver.prepared import PreparedDevice
 
 from .driver_testkit import DRIVER, NODE, claim_object, result
 
