@@ -1,10 +1,10 @@
 """Command line and environment → a checked, immutable configuration.
 
 Every flag can also come from an environment variable (a DaemonSet sets
-NODE_NAME from the downward API); a flag on the command line wins. A missing
-or invalid value is reported with the flag and its variable, before anything
-starts, so a misconfigured pod fails at once with a message that says which
-setting to fix.
+NODE_NAME and POD_UID from the downward API); a flag on the command line
+wins. A missing or invalid value is reported with the flag and its variable,
+before anything starts, so a misconfigured pod fails at once with a message
+that says which setting to fix.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from . import names, registration
+from . import names, socket_names
 from .devices import MAX_ATTRIBUTE_STRING, inventory
 from .unix_server import MAX_SOCKET_PATH
 
@@ -24,7 +24,6 @@ DEFAULT_REGISTRY_DIR = Path("/var/lib/kubelet/plugins_registry")
 KUBELET_PLUGINS_DIR = Path("/var/lib/kubelet/plugins")
 DEFAULT_CDI_DIR = Path("/var/run/cdi")
 DEFAULT_FILE_DIR = Path("/etc/dra")
-DRA_SOCKET_NAME = "dra.sock"
 # 8 full slices; far more than a demo needs, small enough to keep the
 # checkpoint and the slices cheap to rewrite.
 MAX_FILE_COUNT = 1024
@@ -42,6 +41,9 @@ class ConfigError(Exception):
 class Config:
     driver_name: str
     node_name: str
+    # The driver pod's UID: set, the sockets carry it so that an old and a
+    # new pod can serve side by side during a rolling update.
+    pod_uid: str | None
     kubeconfig: Path | None
     registry_dir: Path
     plugin_dir: Path
@@ -56,17 +58,18 @@ class Config:
 
     @property
     def dra_socket(self) -> Path:
-        return self.plugin_dir / DRA_SOCKET_NAME
+        return socket_names.dra_socket(self.plugin_dir, self.pod_uid)
 
     @property
     def registration_socket(self) -> Path:
-        return self.registry_dir / registration.socket_name(self.driver_name)
+        return socket_names.registration_socket(self.registry_dir, self.driver_name, self.pod_uid)
 
 
 # flag -> environment variable
 ENV = {
     "--driver-name": "DRA_DRIVER_NAME",
     "--node-name": "NODE_NAME",
+    "--pod-uid": "POD_UID",
     "--kubeconfig": "KUBECONFIG",
     "--registry-dir": "DRA_REGISTRY_DIR",
     "--plugin-dir": "DRA_PLUGIN_DIR",
@@ -83,6 +86,8 @@ ENV = {
 _HELP = {
     "--driver-name": f"DRA driver name (default {DEFAULT_DRIVER_NAME})",
     "--node-name": "name of this node (required)",
+    "--pod-uid": "UID of the driver's pod; puts it into the socket names for seamless "
+    "rolling updates (default: fixed socket names, one driver per node)",
     "--kubeconfig": "kubeconfig file (default: in-cluster service account)",
     "--registry-dir": f"kubelet plugin registry directory (default {DEFAULT_REGISTRY_DIR})",
     "--plugin-dir": f"directory for the DRA socket and state (default {KUBELET_PLUGINS_DIR}/"
@@ -150,6 +155,11 @@ def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
         if not node_name
         else _prefixed("not a valid node name", names.dns1123_subdomain_error(node_name)),
     )
+    pod_uid = get("--pod-uid", str, None)
+    check(
+        "--pod-uid",
+        None if pod_uid is None else _prefixed("not a valid UID", names.uid_error(pod_uid)),
+    )
     kubeconfig = get("--kubeconfig", Path, None)
     check(
         "--kubeconfig",
@@ -160,6 +170,7 @@ def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     config = Config(
         driver_name=driver_name,
         node_name=node_name,
+        pod_uid=pod_uid,
         kubeconfig=kubeconfig,
         registry_dir=get("--registry-dir", _absolute_path, DEFAULT_REGISTRY_DIR),
         plugin_dir=get("--plugin-dir", _absolute_path, KUBELET_PLUGINS_DIR / driver_name),
@@ -195,7 +206,7 @@ def _prefixed(prefix: str, problem: str | None) -> str | None:
 
 
 def _socket_path_problem(path: Path) -> str | None:
-    if len(str(path).encode()) > MAX_SOCKET_PATH:
+    if socket_names.too_long(path):
         return f"socket path {path} is longer than {MAX_SOCKET_PATH} bytes"
     return None
 

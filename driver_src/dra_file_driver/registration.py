@@ -18,10 +18,6 @@ PLUGIN_TYPE = "DRAPlugin"
 SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
 
 
-def socket_name(driver_name: str) -> str:
-    return f"{driver_name}-reg.sock"
-
-
 class RegistrationServicer:
     """Answers the kubelet's GetInfo from memory: the kubelet allows it one second."""
 

@@ -12,6 +12,7 @@ def test_defaults() -> None:
     cfg = config.parse([], {"NODE_NAME": "node-a"})
     assert cfg.driver_name == "file.dra.example.com"
     assert cfg.node_name == "node-a"
+    assert cfg.pod_uid is None
     assert cfg.kubeconfig is None
     assert cfg.registry_dir == Path("/var/lib/kubelet/plugins_registry")
     assert cfg.plugin_dir == Path("/var/lib/kubelet/plugins/file.dra.example.com")
@@ -39,6 +40,7 @@ def test_every_flag_reads_its_environment_variable(tmp_path: Path) -> None:
     env = {
         "DRA_DRIVER_NAME": "env.example.com",
         "NODE_NAME": "node-env",
+        "POD_UID": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
         "KUBECONFIG": str(kubeconfig),
         "DRA_REGISTRY_DIR": "/r",
         "DRA_PLUGIN_DIR": "/p",
@@ -56,6 +58,7 @@ def test_every_flag_reads_its_environment_variable(tmp_path: Path) -> None:
     assert cfg == config.Config(
         driver_name="env.example.com",
         node_name="node-env",
+        pod_uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
         kubeconfig=kubeconfig,
         registry_dir=Path("/r"),
         plugin_dir=Path("/p"),
@@ -93,6 +96,8 @@ def test_flags_win_over_environment() -> None:
         (["--health-port", "9000", "--metrics-port", "9000"], {"NODE_NAME": "n"}, "--health-port"),
         (["--log-format", "xml"], {"NODE_NAME": "n"}, "--log-format"),
         (["--log-level", "loud"], {"NODE_NAME": "n"}, "--log-level"),
+        (["--pod-uid", "../escape"], {"NODE_NAME": "n"}, "--pod-uid (POD_UID): not a valid UID"),
+        ([], {"NODE_NAME": "n", "POD_UID": "a/b"}, "--pod-uid (POD_UID): not a valid UID"),
         (["--cdi-dir", "relative"], {"NODE_NAME": "n"}, "--cdi-dir (DRA_CDI_DIR)"),
         (["--kubeconfig", "/nonexistent/kubeconfig"], {"NODE_NAME": "n"}, "--kubeconfig"),
         (["--registry-dir", "/" + "r" * 100], {"NODE_NAME": "n"}, "--registry-dir"),
@@ -104,3 +109,23 @@ def test_invalid_settings_name_the_flag(argv: list[str], env: dict[str, str], na
     with pytest.raises(ConfigError) as info:
         config.parse(argv, env)
     assert str(info.value).startswith(names)
+
+
+POD_UID = "ad4af911-5bcd-47c5-a554-f35cea869472"
+
+
+def test_pod_uid_puts_the_uid_into_both_socket_names() -> None:
+    cfg = config.parse(["--node-name", "n"], {"POD_UID": POD_UID})
+    assert cfg.registration_socket == Path(
+        f"/var/lib/kubelet/plugins_registry/file.dra.example.com-{POD_UID}-reg.sock"
+    )
+    assert cfg.dra_socket == Path(
+        f"/var/lib/kubelet/plugins/file.dra.example.com/dra-{POD_UID}.sock"
+    )
+
+
+def test_pod_uid_with_a_directory_too_long_for_any_socket_name_names_the_flag() -> None:
+    # 100 bytes of directory leave no room even for the shortest hashed name.
+    with pytest.raises(ConfigError) as info:
+        config.parse(["--node-name", "n", "--registry-dir", "/" + "r" * 99], {"POD_UID": POD_UID})
+    assert str(info.value).startswith("--registry-dir (DRA_REGISTRY_DIR): socket path")
