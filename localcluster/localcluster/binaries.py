@@ -11,11 +11,15 @@ binaries instead (releases.py) and builds only what it could not download.
 
 A finished directory is renamed into place in one step, so a directory in the
 cache is either complete or absent: an interrupted build or download is simply
-redone. A hidden `.origin` file in it says where its binaries came from.
+redone. A hidden `.origin` file in it says where its binaries came from. Two
+processes filling the same directory at once take turns on a lock file beside
+it; the second finds the first one's result and does nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -40,7 +44,12 @@ from localcluster.releases import (
     go_arch,
     kubernetes_assets,
 )
-from localcluster.versions import CONTAINERD_VERSION, ETCD_VERSION, KubernetesVersion
+from localcluster.versions import (
+    CONTAINERD_VERSION,
+    CRI_TOOLS_VERSION,
+    ETCD_VERSION,
+    KubernetesVersion,
+)
 
 GOSRC_DIR = Path(__file__).parent / "gosrc"
 
@@ -91,7 +100,11 @@ class GoModuleBuild:
         return f"{self.name}-{self.version}"
 
 
-def kubernetes_build(version: KubernetesVersion) -> GoModuleBuild:
+def kubernetes_build(
+    version: KubernetesVersion,
+    commands: Sequence[str] = KUBERNETES_COMMANDS,
+    name: str = "kubernetes",
+) -> GoModuleBuild:
     # Without these the binaries call themselves v0.0.0-master, which the
     # kubelet reports to the API server and kubectl prints as a version skew.
     variables = {
@@ -106,12 +119,29 @@ def kubernetes_build(version: KubernetesVersion) -> GoModuleBuild:
         for name, value in variables.items()
     )
     return GoModuleBuild(
-        name="kubernetes",
+        name=name,
         module="k8s.io/kubernetes",
         version=version.tag,
-        packages=tuple(f"k8s.io/kubernetes/cmd/{command}" for command in KUBERNETES_COMMANDS),
+        packages=tuple(f"k8s.io/kubernetes/cmd/{command}" for command in commands),
         ldflags=ldflags,
         replacement_version=version.staging_tag,
+    )
+
+
+def kubeadm_build(version: KubernetesVersion) -> GoModuleBuild:
+    """kubeadm, which only a kind node needs: its own cache entry, so adding it
+    leaves the local cluster's cached `kubernetes-<version>` directory valid."""
+    return kubernetes_build(version, commands=("kubeadm",), name="kubeadm")
+
+
+def crictl_build(version: str = CRI_TOOLS_VERSION) -> GoModuleBuild:
+    module = "sigs.k8s.io/cri-tools"
+    return GoModuleBuild(
+        name="crictl",
+        module=module,
+        version=version,
+        packages=(f"{module}/cmd/crictl",),
+        ldflags=(f"-X {module}/pkg/version.Version={version}",),
     )
 
 
@@ -248,22 +278,54 @@ def _run_go(args: Sequence[str], cwd: Path, log: Callable[[str], None], label: s
         raise BuildError(f"{label} failed (go {' '.join(args[:2])} …):\n{tail}")
 
 
-def cached_directory(target: Path, fill: Callable[[Path], str]) -> Path:
+@contextlib.contextmanager
+def exclusive_lock(lock_file: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold an exclusive flock on `lock_file`, calling `waiting` first if it is taken.
+
+    The kernel drops the lock when its holder exits, however it exits, so a
+    killed build never leaves the cache locked.
+    """
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cached_directory(
+    target: Path,
+    fill: Callable[[Path], str],
+    log: Callable[[str], None] = lambda message: None,
+) -> Path:
     """`target` if present; else let `fill` populate a staging directory and move it there.
 
     `fill` returns a line describing where the binaries came from, kept in `.origin`.
+    A lock beside `target` makes concurrent callers take turns: the staging
+    directory is shared by name, and a second filler would delete it under the first.
     """
     if target.is_dir():
         return target
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        origin = fill(staging)
-        (staging / ".origin").write_text(origin + "\n")
-        staging.rename(target)
-    finally:
+    lock_file = target.with_name(f".{target.name}.lock")
+    with exclusive_lock(
+        lock_file, waiting=lambda: log(f"localcluster: waiting for another build of {target.name}")
+    ):
+        if target.is_dir():  # the process we waited for has filled it
+            return target
+        staging = target.with_name(f".{target.name}.partial")
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            origin = fill(staging)
+            (staging / ".origin").write_text(origin + "\n")
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -342,7 +404,19 @@ def _obtain(
                 staging.mkdir()
         return _build_module(build, staging, cache, log)
 
-    return cached_directory(cache / "bin" / build.key, fill)
+    return cached_directory(cache / "bin" / build.key, fill, log)
+
+
+def ensure_built(
+    build: GoModuleBuild,
+    cache: Path | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
+) -> Path:
+    """The cached directory of `build`'s commands, built from the Go module proxy if missing."""
+    cache = cache or default_cache_dir()
+    return cached_directory(
+        cache / "bin" / build.key, lambda staging: _build_module(build, staging, cache, log), log
+    )
 
 
 def _build_pause(cache: Path, log: Callable[[str], None]) -> Path:
@@ -359,7 +433,7 @@ def _build_pause(cache: Path, log: Callable[[str], None]) -> Path:
         )
         return f"built from {source}"
 
-    return cached_directory(cache / "bin" / f"pause-{digest}", fill)
+    return cached_directory(cache / "bin" / f"pause-{digest}", fill, log)
 
 
 def _tree_digest(directory: Path) -> str:

@@ -16,6 +16,8 @@ MIN_KUBERNETES_MINOR = 34
 # etcd 3.6 is the series Kubernetes 1.34+ is tested with; containerd v2 has CDI on by default.
 ETCD_VERSION = "v3.6.16"
 CONTAINERD_VERSION = "v2.4.2"
+# crictl, for kind nodes: the cri-tools release that goes with Kubernetes 1.37.
+CRI_TOOLS_VERSION = "v1.37.0"
 
 # Image names the kubelet, containerd and the manifests refer to. They are built
 # locally (no registry is reachable) and imported into containerd under these names.
