@@ -13,8 +13,14 @@ stops it afterwards if it started it. What is measured:
   call as the kubelet sends them for single-claim pods, p50/p99 at each
   concurrency level over --claims claims (each prepare GETs its claim from
   the API server and writes checkpoint, CDI spec and device file with fsync);
-* time from process start to a registration socket that answers GetInfo;
-* resident memory of the driver after the run (VmRSS, and peak VmHWM).
+* time from process start to a registration socket that answers GetInfo
+  (median of --startup-runs starts of the real driver process);
+* resident memory of the driver (VmRSS) when idle, IDLE_SECONDS after it
+  answered GetInfo, and after the run (with the peak, VmHWM).
+
+The driver is started with the interpreter running the benchmark; set
+PYTHONPATH to another checkout's driver_src to measure that code instead
+(e.g. the code before a change).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from tests.kubelet_client import Claim, KubeletClient
 from tests import cluster_kit
 
 CONCURRENCY = (1, 8, 64)
+IDLE_SECONDS = 3.0
 PODS = 64  # claims are reserved for these pods, round robin
 
 
@@ -192,6 +199,26 @@ def print_ratios(rows: Sequence[dict[str, Any]]) -> None:
             )
 
 
+def print_markdown(
+    rows: Sequence[dict[str, Any]],
+    startup_ms: Sequence[float],
+    idle: Mapping[str, int],
+    after: Mapping[str, int],
+) -> None:
+    """The figures once more as a Markdown table, for reports."""
+    print("\n| op | c | p50 ms | p99 ms | per s |\n|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['op']} | {r['concurrency']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['per_s']:.0f} |"
+        )
+    print(
+        f"\nstart -> GetInfo median {statistics.median(startup_ms):.0f} ms "
+        f"({len(startup_ms)} starts); RSS idle {idle['VmRSS'] / 1024:.1f} MiB, "
+        f"after the run {after['VmRSS'] / 1024:.1f} MiB (peak {after['VmHWM'] / 1024:.1f} MiB)"
+    )
+
+
 def benchmark(kubeconfig: Path, base: Path, args: argparse.Namespace) -> None:
     api = config.new_client_from_config(str(kubeconfig))
     version = client.VersionApi(api).get_code().git_version
@@ -225,6 +252,8 @@ def benchmark(kubeconfig: Path, base: Path, args: argparse.Namespace) -> None:
         kubelet = KubeletClient(proc.registration_socket)
         try:
             wait_answering(proc.registration_socket, proc.process)
+            time.sleep(IDLE_SECONDS)
+            idle = memory_kib(proc.process.pid)
             kubelet.register()
             rows = run_levels(kubelet, claims)
             memory = memory_kib(proc.process.pid)
@@ -233,9 +262,12 @@ def benchmark(kubeconfig: Path, base: Path, args: argparse.Namespace) -> None:
             proc.stop()
         print_ratios(rows)
         print(
-            f"driver memory after the run: RSS {memory['VmRSS'] / 1024:.1f} MiB, "
+            f"driver memory: RSS idle ({IDLE_SECONDS:.0f} s after start) "
+            f"{idle['VmRSS'] / 1024:.1f} MiB; after {len(claims) * len(CONCURRENCY)} prepares "
+            f"and unprepares {memory['VmRSS'] / 1024:.1f} MiB, "
             f"peak {memory['VmHWM'] / 1024:.1f} MiB"
         )
+        print_markdown(rows, startup, idle, memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, help="admin kubeconfig of a running cluster")
     parser.add_argument("--claims", type=int, default=1000, help="claims per level")
     parser.add_argument("--file-count", type=int, default=8, help="shared devices on the node")
-    parser.add_argument("--startup-runs", type=int, default=5)
+    parser.add_argument("--startup-runs", type=int, default=10)
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="dra-bench-", dir="/tmp"))
     try:

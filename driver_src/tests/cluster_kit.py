@@ -254,6 +254,14 @@ class DriverProcess:
         self.process.wait(timeout=60)
 
 
+def driver_environment() -> dict[str, str]:
+    """A clean environment for the driver: PATH, and PYTHONPATH if set.
+
+    PYTHONPATH lets a benchmark run another checkout's driver code.
+    """
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH")}
+
+
 def start_driver_process(
     base: Path, kubeconfig: Path, node: str, *args: str, log_name: str = "driver.log"
 ) -> DriverProcess:
@@ -271,7 +279,7 @@ def start_driver_process(
                 *directory_flags(base),
                 *args,
             ],
-            env={"PATH": os.environ["PATH"]},
+            env=driver_environment(),
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
