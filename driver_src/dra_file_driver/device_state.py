@@ -15,8 +15,10 @@ two are derived from it and are (re)written after it:
 Each file is replaced atomically, so whatever instant a ``kill -9`` hits, the
 disk holds some prefix of that sequence, and the next start brings files and
 specs back in line with the checkpoint. A claim the kubelet was told is
-prepared is always in the checkpoint (the answer is sent after the commit),
-and one it was told is unprepared is never in it.
+prepared is always in the checkpoint, with its CDI spec and device files
+written (the answer is sent after the commit that wrote them, also to a
+concurrent caller of the same claim), and one it was told is unprepared is
+never in it.
 
 State changes are serialized by a thread lock (gRPC serves requests on a
 thread pool) and by an flock on a file in the plugin directory, so that a

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import fcntl
 import json
+import os
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dra_file_driver import atomicfile, cdi, checkpoint
+from dra_file_driver import atomicfile, cdi, checkpoint, claims, device_files, device_state
 from dra_file_driver.checkpoint import CheckpointError
-from dra_file_driver.claims import ClaimRef
+from dra_file_driver.claims import ClaimError, ClaimRef
 from dra_file_driver.device_state import DeviceState
 from dra_file_driver.devices import inventory
 
@@ -447,3 +451,197 @@ def test_concurrent_changes_share_checkpoint_writes(
     assert saves == 2  # the first change alone, then the 19 queued ones together
     assert sorted(file_lines(dirs.file_dir / "file1")) == sorted(f"pod-{i}" for i in range(20))
     assert_consistent(dirs, FILE_COUNT)
+
+
+class SlowClaimSource:
+    """The fake claim source, with reads that take as long as delay() says."""
+
+    def __init__(self, fake: FakeClaimSource, delay: Callable[[ClaimRef], float]) -> None:
+        self._fake = fake
+        self._delay = delay
+        self.timeouts: list[tuple[str, float]] = []
+
+    def get(self, ref: ClaimRef, timeout: float) -> Mapping[str, Any]:
+        self.timeouts.append((ref.name, timeout))
+        delay = self._delay(ref)
+        if delay > timeout:
+            # What the API client does when its request timeout expires.
+            time.sleep(timeout)
+            raise ClaimError(f"cannot read claim {ref}: timed out after {timeout:.2f} s")
+        time.sleep(delay)
+        return self._fake.get(ref, timeout)
+
+
+def test_every_success_answer_comes_after_the_claims_files_are_written(
+    dirs: NodeDirs, fake_claims: FakeClaimSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same-claim prepares racing (two pods sharing a claim, a kubelet retry).
+
+    The kubelet hands the CDI ID to the runtime as soon as it has the answer,
+    so at the moment any caller gets success the spec must exist and the
+    device file must list the pod. Callers arrive staggered so that some come
+    while the first commit is still writing the claim's files (slowed here).
+    """
+    source = SlowClaimSource(fake_claims, lambda ref: 0.002)
+    state = DeviceState(
+        driver_name=DRIVER,
+        node_name=NODE,
+        plugin_dir=dirs.plugin_dir,
+        cdi_dir=dirs.cdi_dir,
+        devices=inventory(dirs.file_dir, FILE_COUNT),
+        shared=True,
+        claim_source=source,
+    )
+    state.start()
+    real_spec_write, real_file_write = cdi.SpecDirectory.write, device_files.write
+
+    def slow_spec_write(self: cdi.SpecDirectory, uid: str, mounts: Any) -> bool:
+        time.sleep(0.004)
+        return real_spec_write(self, uid, mounts)
+
+    def slow_file_write(path: Path, pods: Any) -> bool:
+        time.sleep(0.004)
+        return real_file_write(path, pods)
+
+    monkeypatch.setattr(cdi.SpecDirectory, "write", slow_spec_write)
+    monkeypatch.setattr(device_files, "write", slow_file_write)
+    specs = cdi.SpecDirectory(dirs.cdi_dir, DRIVER)
+    callers, rounds = 12, 25
+    answers: list[str] = []  # "ok", or what was missing when success came
+    answers_lock = threading.Lock()
+
+    def prepare(ref: ClaimRef, pod: str, start: threading.Barrier, stagger: float) -> None:
+        start.wait()
+        time.sleep(stagger)
+        outcome = state.prepare([ref])[ref.uid]
+        # Checked at once, before anything else can finish the job.
+        missing = [
+            *([] if specs.path(ref.uid).exists() else ["spec"]),
+            *([] if pod in file_lines(dirs.file_dir / "file1") else ["pod name"]),
+        ]
+        with answers_lock:
+            answers.append(
+                outcome.error or (" and ".join(missing) + " missing" if missing else "ok")
+            )
+
+    for round_ in range(rounds):
+        pod = f"pod-{round_}"
+        ref = add_claim(fake_claims, ["file1"], [pod])
+        start = threading.Barrier(callers)
+        threads = [
+            threading.Thread(target=prepare, args=(ref, pod, start, i * 0.0015))
+            for i in range(callers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    state.close()
+    assert answers == ["ok"] * (callers * rounds), collections.Counter(answers)
+    assert_consistent(dirs, FILE_COUNT)
+
+
+def test_claims_not_read_by_the_deadline_get_a_timeout_error(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    hanging = add_claim(fake_claims, ["file1"], ["pod-a"], name="hanging")
+    late = add_claim(fake_claims, ["file2"], ["pod-b"], name="late")
+    known = add_claim(fake_claims, ["file3"], ["pod-c"], name="known")
+    source = SlowClaimSource(fake_claims, lambda ref: 3600.0 if ref.name == "hanging" else 0.0)
+    state = DeviceState(
+        driver_name=DRIVER,
+        node_name=NODE,
+        plugin_dir=dirs.plugin_dir,
+        cdi_dir=dirs.cdi_dir,
+        devices=inventory(dirs.file_dir, FILE_COUNT),
+        shared=False,
+        claim_source=source,
+    )
+    state.start()
+    assert state.prepare([known])[known.uid].error == ""
+    assert source.timeouts == [("known", claims.READ_TIMEOUT)]  # no deadline: the default
+
+    budget = 0.3
+    outcomes = state.prepare([hanging, late, known], deadline=time.monotonic() + budget)
+    state.close()
+    # The hanging read got the time that was left, no more; the claim after
+    # it was not read at all; the prepared one needed no read.
+    ((name, timeout),) = source.timeouts[1:]
+    assert name == "hanging"
+    assert 0 < timeout <= budget
+    assert "timed out" in outcomes[hanging.uid].error
+    assert "deadline passed (timed out" in outcomes[late.uid].error
+    assert outcomes[known.uid].error == ""
+    assert [c.uid for c in assert_consistent(dirs, FILE_COUNT)] == [known.uid]
+
+
+def test_a_passed_deadline_reads_nothing_but_still_answers_prepared_claims(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    known = add_claim(fake_claims, ["file1"], ["pod-a"])
+    new = add_claim(fake_claims, ["file2"], ["pod-b"])
+    answer = state.prepare([known])[known.uid]
+    gets = fake_claims.gets
+    outcomes = state.prepare([known, new], deadline=time.monotonic() - 1)
+    assert outcomes[known.uid] == answer
+    assert "deadline passed" in outcomes[new.uid].error
+    assert fake_claims.gets == gets
+
+
+def test_probe_sees_a_lock_held_by_another_process(make_state: MakeState, dirs: NodeDirs) -> None:
+    state = make_state()
+    assert state.probe(1.0)
+    # Another open file description of the lock file stands for another
+    # process (flock locks belong to the open file, not the thread).
+    other = os.open(dirs.plugin_dir / device_state.LOCK_FILE_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert not state.probe(0.2)
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert state.probe(1.0)
+    finally:
+        os.close(other)
+
+
+def test_probe_sees_a_commit_that_does_not_finish(
+    make_state: MakeState,
+    fake_claims: FakeClaimSource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], ["pod-a"])
+    saving, release = threading.Event(), threading.Event()
+    real_save = checkpoint.CheckpointFile.save
+
+    def stuck_save(self: checkpoint.CheckpointFile, claims: Any) -> None:
+        saving.set()
+        release.wait(30)
+        real_save(self, claims)
+
+    monkeypatch.setattr(checkpoint.CheckpointFile, "save", stuck_save)
+    worker = threading.Thread(target=state.prepare, args=([ref],))
+    worker.start()
+    try:
+        assert saving.wait(30)
+        assert not state.probe(0.2)
+    finally:
+        release.set()
+        worker.join()
+    assert state.probe(1.0)
+
+
+def test_probe_of_a_state_that_was_not_started_fails(
+    dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    assert not new_state(dirs, fake_claims, shared=False).probe(0.1)
+
+
+def test_a_claim_reserved_for_no_pod_is_not_prepared(
+    make_state: MakeState, dirs: NodeDirs, fake_claims: FakeClaimSource
+) -> None:
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], [])
+    assert "is not reserved for any pod" in state.prepare([ref])[ref.uid].error
+    assert file_lines(dirs.file_dir / "file1") == []
+    assert assert_consistent(dirs, FILE_COUNT) == []
