@@ -7,6 +7,11 @@ driver can find its own specs after a restart. Device names include the claim
 UID so that a CDI ID is never reused for another claim (runtimes may cache
 specs; a reused ID could hit a stale entry).
 
+The CDI IDs the kubelet gets (qualified_device_id) are built here, from the
+same device names as the specs, so an ID always names a device of its
+claim's spec. A spec holds only what the driver writes: env and one read-only
+bind mount per device, and the oldest spec version that allows it.
+
 The content is JSON, which every CDI loader accepts, in a ``.json`` file: JSON
 needs no YAML library in the image, and the extension tells runtimes how to
 parse it.
@@ -15,28 +20,25 @@ parse it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import atomicfile
+from .devices import env_var
+from .prepared import PreparedClaim
 
 CDI_CLASS = "file"
 SPEC_SUFFIX = ".json"
 
-# Released CDI spec versions, oldest first; 0.3.0 is the oldest one current
-# loaders accept (container-device-interface specs-go/version.go).
-_EARLIEST_VERSION = "0.3.0"
-
-
-@dataclass(frozen=True)
-class FileMount:
-    """A device file bound into a container at the same path as on the host."""
-
-    device: str
-    host_path: str
-    env_var: str
+# The oldest CDI spec version that allows what this driver writes (env,
+# mounts with options: 0.3.0, the oldest current loaders accept) and the one
+# that first allows a device name starting with a digit, as a claim UID may
+# (container-device-interface specs-go/version.go). Runtimes reject versions
+# newer than the CDI library they vendor, so a spec claims the older one
+# whenever its names allow it.
+_BASE_VERSION = "0.3.0"
+_DIGIT_NAME_VERSION = "0.5.0"
 
 
 def vendor(driver_name: str) -> str:
@@ -54,7 +56,7 @@ def device_name(claim_uid: str, device: str) -> str:
 
 
 def qualified_device_id(driver_name: str, claim_uid: str, device: str) -> str:
-    """Fully qualified CDI device ID, as returned to the kubelet."""
+    """Fully qualified CDI device ID, as returned to the kubelet: names a device of the spec."""
     return f"{kind(driver_name)}={device_name(claim_uid, device)}"
 
 
@@ -66,71 +68,43 @@ def spec_file_name(driver_name: str, claim_uid: str) -> str:
     return f"{spec_file_prefix(driver_name)}{claim_uid}{SPEC_SUFFIX}"
 
 
-def build_spec(driver_name: str, claim_uid: str, mounts: Sequence[FileMount]) -> dict[str, Any]:
-    """The CDI spec that exposes each file of a claim to its containers.
+def build_spec(driver_name: str, claim: PreparedClaim) -> dict[str, Any]:
+    """The CDI spec that exposes each device file of a claim to its containers.
 
-    Mount options: "bind" because the source is one regular file (no
-    submounts, so "rbind" would add nothing); "ro" because the driver owns
-    the content and rewrites it from its checkpoint, so a container must not
-    change it; "nosuid"/"nodev" because it is data, never an executable or a
-    device. The bind mount pins the file's inode when the container starts,
-    and the driver replaces the file by rename, so a container keeps seeing
-    the file as it was at its own start. For this demo that is the intent:
-    each consumer sees the list that includes its own name.
+    One CDI device per distinct device of the claim (a claim may hold one
+    device for several requests). Mount options: "bind" because the source
+    is one regular file (no submounts, so "rbind" would add nothing); "ro"
+    because the driver owns the content and rewrites it from its checkpoint,
+    so a container must not change it; "nosuid"/"nodev" because it is data,
+    never an executable or a device. The bind mount pins the file's inode
+    when the container starts, and the driver replaces the file by rename,
+    so a container keeps seeing the file as it was at its own start. For
+    this demo that is the intent: each consumer sees the list that includes
+    its own name.
     """
+    files = {d.device: d.path for d in claim.devices}
     devices = [
         {
-            "name": device_name(claim_uid, mount.device),
+            "name": device_name(claim.uid, device),
             "containerEdits": {
-                "env": [f"{mount.env_var}={mount.host_path}"],
+                "env": [f"{env_var(device)}={path}"],
                 "mounts": [
                     {
-                        "hostPath": mount.host_path,
-                        "containerPath": mount.host_path,
+                        "hostPath": path,
+                        "containerPath": path,
                         "options": ["ro", "nosuid", "nodev", "bind"],
                     }
                 ],
             },
         }
-        for mount in mounts
+        for device, path in files.items()
     ]
-    spec: dict[str, Any] = {"kind": kind(driver_name), "devices": devices}
-    return {"cdiVersion": minimum_version(spec), **spec}
-
-
-def minimum_version(spec: Mapping[str, Any]) -> str:
-    """Lowest CDI spec version that supports every feature spec uses.
-
-    Runtimes vendor a CDI library that rejects versions newer than it knows,
-    so a spec must claim the oldest version its content allows. The rules
-    mirror the feature checks of the CDI reference implementation.
-    """
-    devices: Sequence[Mapping[str, Any]] = spec.get("devices", [])
-    edits: list[Mapping[str, Any]] = [spec.get("containerEdits") or {}]
-    edits += [device.get("containerEdits") or {} for device in devices]
-
-    if any(e.get("netDevices") for e in edits) or any(
-        _uses_intel_rdt_v110(e.get("intelRdt")) for e in edits
-    ):
-        return "1.1.0"
-    if any(e.get("intelRdt") is not None or e.get("additionalGids") for e in edits):
-        return "0.7.0"
-    _, _, cdi_class = str(spec.get("kind", "")).partition("/")
-    if spec.get("annotations") or any(d.get("annotations") for d in devices) or "." in cdi_class:
-        return "0.6.0"
-    if any(str(d.get("name", ""))[:1].isdigit() for d in devices) or any(
-        node.get("hostPath") for e in edits for node in e.get("deviceNodes", [])
-    ):
-        return "0.5.0"
-    if any(mount.get("type") for e in edits for mount in e.get("mounts", [])):
-        return "0.4.0"
-    return _EARLIEST_VERSION
-
-
-def _uses_intel_rdt_v110(intel_rdt: Mapping[str, Any] | None) -> bool:
-    return intel_rdt is not None and (
-        intel_rdt.get("schemata") is not None or bool(intel_rdt.get("enableMonitoring"))
-    )
+    digit_first = any(str(d["name"])[:1].isdigit() for d in devices)
+    return {
+        "cdiVersion": _DIGIT_NAME_VERSION if digit_first else _BASE_VERSION,
+        "kind": kind(driver_name),
+        "devices": devices,
+    }
 
 
 def render(spec: Mapping[str, Any]) -> bytes:
@@ -148,11 +122,11 @@ class SpecDirectory:
     def path(self, claim_uid: str) -> Path:
         return self.directory / spec_file_name(self._driver_name, claim_uid)
 
-    def write(self, claim_uid: str, mounts: Sequence[FileMount]) -> bool:
+    def write(self, claim: PreparedClaim) -> bool:
         """Write the claim's spec unless it is already current; True if written."""
-        spec = build_spec(self._driver_name, claim_uid, mounts)
+        spec = build_spec(self._driver_name, claim)
         # Not durable: specs are rebuilt from the checkpoint at start.
-        return atomicfile.write_if_changed(self.path(claim_uid), render(spec), durable=False)
+        return atomicfile.write_if_changed(self.path(claim.uid), render(spec), durable=False)
 
     def remove(self, claim_uid: str) -> bool:
         return atomicfile.remove(self.path(claim_uid), durable=False)

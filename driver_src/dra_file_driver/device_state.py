@@ -43,7 +43,7 @@ from pathlib import Path
 from . import cdi, claims, device_files, names
 from .checkpoint import CheckpointError, CheckpointFile
 from .claims import ClaimError, ClaimRef, ClaimSource
-from .devices import FileDevice, env_var
+from .devices import FileDevice
 from .prepared import PreparedClaim
 
 log = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ class DeviceState:
         self._claims = claims
         try:
             for claim in added.values():
-                self._cdi.write(claim.uid, _mounts(claim))
+                self._cdi.write(claim)
             for uid in removed:
                 self._cdi.remove(uid)
             self._write_device_files(_device_paths([*added.values(), *removed.values()]))
@@ -422,7 +422,7 @@ class DeviceState:
             log.info("removing CDI spec of unprepared claim", extra={"claim_uid": uid})
             self._cdi.remove(uid)
         for claim in self._claims.values():
-            if self._cdi.write(claim.uid, _mounts(claim)):
+            if self._cdi.write(claim):
                 log.info("restored CDI spec", extra={"claim_uid": claim.uid})
         self._write_device_files(None)
         self._ready = self._claims
@@ -492,11 +492,3 @@ def _ref_problem(ref: ClaimRef) -> str | None:
 
 def _device_paths(prepared: Iterable[PreparedClaim]) -> set[str]:
     return {d.path for claim in prepared for d in claim.devices}
-
-
-def _mounts(claim: PreparedClaim) -> list[cdi.FileMount]:
-    unique: Mapping[str, str] = {d.device: d.path for d in claim.devices}
-    return [
-        cdi.FileMount(device=device, host_path=path, env_var=env_var(device))
-        for device, path in unique.items()
-    ]

@@ -20,6 +20,7 @@ from dra_file_driver.checkpoint import CheckpointError
 from dra_file_driver.claims import ClaimError, ClaimRef
 from dra_file_driver.device_state import DeviceState
 from dra_file_driver.devices import inventory
+from dra_file_driver.prepared import PreparedClaim, PreparedDevice
 
 from .driver_testkit import (
     DRIVER,
@@ -231,7 +232,11 @@ def test_start_repairs_files_specs_and_removes_leftovers(
     (dirs.file_dir / "file1").write_text("garbage\n")
     (dirs.file_dir / "file2").unlink()
     specs.path(kept.uid).unlink()
-    specs.write("orphan-uid", [cdi.FileMount("file2", "/x", "DRA_FILE2")])
+    specs.write(
+        PreparedClaim(
+            "orphan-uid", "ns", "orphan", ("p",), (PreparedDevice("r", NODE, "file2", "/x"),)
+        )
+    )
     foreign = dirs.cdi_dir / "vendor.example.com-gpu_1.json"
     foreign.write_text("{}")
     for directory, target in [
@@ -267,12 +272,12 @@ def test_write_failure_after_commit_is_reported_and_repaired(
     real_write = cdi.SpecDirectory.write
     calls = 0
 
-    def failing_once(self: cdi.SpecDirectory, uid: str, mounts: Any) -> bool:
+    def failing_once(self: cdi.SpecDirectory, claim: PreparedClaim) -> bool:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise OSError(28, "No space left on device")
-        return real_write(self, uid, mounts)
+        return real_write(self, claim)
 
     monkeypatch.setattr(cdi.SpecDirectory, "write", failing_once)
     assert "No space left" in state.prepare([ref])[ref.uid].error
@@ -495,9 +500,9 @@ def test_every_success_answer_comes_after_the_claims_files_are_written(
     state.start()
     real_spec_write, real_file_write = cdi.SpecDirectory.write, device_files.write
 
-    def slow_spec_write(self: cdi.SpecDirectory, uid: str, mounts: Any) -> bool:
+    def slow_spec_write(self: cdi.SpecDirectory, claim: PreparedClaim) -> bool:
         time.sleep(0.004)
-        return real_spec_write(self, uid, mounts)
+        return real_spec_write(self, claim)
 
     def slow_file_write(path: Path, pods: Any) -> bool:
         time.sleep(0.004)
