@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,23 +66,25 @@ class _Change:
     """One caller's state change, queued for the next group commit."""
 
     prepare: tuple[PreparedClaim, ...] = ()
+    # Claims found committed but not yet written: answered from the state
+    # once the commit that writes them is done, never re-added.
+    awaited: tuple[PreparedClaim, ...] = ()
     unprepare: tuple[str, ...] = ()
     outcomes: dict[str, PrepareOutcome] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     done: bool = False
 
-    def fail(
-        self, message: str, prepared: Iterable[PreparedClaim], unprepared: Iterable[str]
-    ) -> None:
+    def fail(self, message: str, prepared: Collection[str], unprepared: Collection[str]) -> None:
         """Report message for the claims of this change that the failed write covered."""
-        failed_prepares = {c.uid for c in prepared}
-        for claim in self.prepare:
-            if claim.uid in failed_prepares:
+        for claim in (*self.prepare, *self.awaited):
+            if claim.uid in prepared:
                 self.outcomes[claim.uid] = PrepareOutcome(error=message)
-        failed_unprepares = set(unprepared)
         for uid in self.unprepare:
-            if uid in failed_unprepares:
+            if uid in unprepared:
                 self.errors[uid] = message
+
+    def fail_all(self, message: str) -> None:
+        self.fail(message, {c.uid for c in (*self.prepare, *self.awaited)}, set(self.unprepare))
 
 
 class DeviceState:
@@ -188,16 +190,15 @@ class DeviceState:
                 # elsewhere): same answer, nothing touched.
                 outcomes[ref.uid] = PrepareOutcome(claim=known)
             elif (pending := committed.get(ref.uid)) is not None:
-                # Committed by a request that is writing its files now: queue
-                # it again, which answers it from the checkpoint once that
-                # commit (or a reconcile) has written them.
+                # Committed by a request that is writing its files now: wait
+                # for that commit (or a reconcile) to have written them.
                 being_written.append(pending)
             else:
                 to_fetch[ref.uid] = ref
 
-        resolved = [*being_written, *self._fetch(to_fetch.values(), deadline, outcomes)]
-        if resolved:
-            change = _Change(prepare=tuple(resolved))
+        resolved = self._fetch(to_fetch.values(), deadline, outcomes)
+        if resolved or being_written:
+            change = _Change(prepare=tuple(resolved), awaited=tuple(being_written))
             self._commit(change)
             outcomes.update(change.outcomes)
         return outcomes
@@ -303,7 +304,7 @@ class DeviceState:
                 if change in self._queue:
                     self._queue.remove(change)
             if not change.done:
-                change.fail(f"node state unavailable: {exc}", change.prepare, change.unprepare)
+                change.fail_all(f"node state unavailable: {exc}")
 
     def _apply(self, batch: Sequence[_Change]) -> None:
         """Commit a batch of changes: checkpoint first, then the derived files."""
@@ -317,7 +318,7 @@ class DeviceState:
             self._checkpoint.save(list(claims.values()))
         except OSError as exc:
             for change in batch:
-                change.fail(f"cannot update node state: {exc}", added.values(), removed)
+                change.fail(f"cannot update node state: {exc}", added.keys(), removed.keys())
             return
         self._claims = claims
         try:
@@ -331,7 +332,7 @@ class DeviceState:
             # reconciles the files before anything else.
             self._dirty = True
             for change in batch:
-                change.fail(f"cannot update node state: {exc}", added.values(), removed)
+                change.fail(f"cannot update node state: {exc}", added.keys(), removed.keys())
             return
         self._ready = claims
         _log_changes(list(added.values()), list(removed.values()))
@@ -349,6 +350,14 @@ class DeviceState:
         removed: dict[str, PreparedClaim] = {}
         for change in batch:
             change.done = True
+            for claim in change.awaited:
+                if (known := claims.get(claim.uid)) is not None:
+                    change.outcomes[claim.uid] = PrepareOutcome(claim=known)
+                else:
+                    change.outcomes[claim.uid] = PrepareOutcome(
+                        error=f"claim {claim.namespace}/{claim.name} was unprepared while this "
+                        "prepare waited for its files; the kubelet retries"
+                    )
             for claim in change.prepare:
                 if (known := claims.get(claim.uid)) is not None:
                     # Prepared by a concurrent request while this one fetched.

@@ -650,3 +650,43 @@ def test_a_claim_reserved_for_no_pod_is_not_prepared(
     assert "is not reserved for any pod" in state.prepare([ref])[ref.uid].error
     assert file_lines(dirs.file_dir / "file1") == []
     assert assert_consistent(dirs, FILE_COUNT) == []
+
+
+def test_a_claim_unprepared_while_a_prepare_waits_for_its_files_is_not_brought_back(
+    make_state: MakeState,
+    dirs: NodeDirs,
+    fake_claims: FakeClaimSource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A prepare that found the claim committed but unwritten waits; if an
+    unprepare gets in first, that prepare fails instead of re-adding the claim
+    from what it saw before."""
+    state = make_state()
+    ref = add_claim(fake_claims, ["file1"], ["pod-a"])
+    writing, release = threading.Event(), threading.Event()
+    real_spec_write = cdi.SpecDirectory.write
+
+    def held_spec_write(self: cdi.SpecDirectory, claim: PreparedClaim) -> bool:
+        writing.set()
+        release.wait(30)
+        return real_spec_write(self, claim)
+
+    monkeypatch.setattr(cdi.SpecDirectory, "write", held_spec_write)
+    answers: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: answers.update(first=state.prepare([ref])))
+    first.start()
+    assert writing.wait(30)  # committed, its spec not yet written
+    unprepare = threading.Thread(target=lambda: answers.update(unprepare=state.unprepare([ref])))
+    unprepare.start()
+    wait_for(lambda: len(state._queue) == 1, 30, "the unprepare to queue")
+    second = threading.Thread(target=lambda: answers.update(second=state.prepare([ref])))
+    second.start()
+    wait_for(lambda: len(state._queue) == 2, 30, "the second prepare to queue")
+    release.set()
+    for t in (first, unprepare, second):
+        t.join()
+    assert answers["first"][ref.uid].error == ""
+    assert answers["unprepare"] == {ref.uid: ""}
+    assert "was unprepared while this prepare waited" in answers["second"][ref.uid].error
+    assert fake_claims.gets == 1  # the waiting prepare did not read the claim again
+    assert assert_consistent(dirs, FILE_COUNT) == []
