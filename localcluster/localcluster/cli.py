@@ -1,7 +1,8 @@
 """`localcluster`: build, start, stop and inspect the local cluster.
 
-The last stdout line of `up`, `down` and `import-image` is a stable sentence
-that automation (the Ansible role) reads to tell "changed" from "unchanged".
+`up`, `down` and `import-image` take `--json`: stdout is then one JSON object
+with `changed` and what the command did (see the `*_report` functions), for
+automation such as the Ansible role; progress stays on stderr.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from localcluster import featuregates
 from localcluster.binaries import BINARY_SOURCES, BuildError
-from localcluster.cluster import ClusterError, LocalCluster
+from localcluster.cluster import ClusterError, LocalCluster, UpResult
 from localcluster.hoststate import HostStateError
 from localcluster.images import ImageError
-from localcluster.layout import DEFAULT_NODE_NAME, DEFAULT_RUN_DIR
+from localcluster.layout import DEFAULT_NODE_NAME, DEFAULT_RUN_DIR, KUBECONFIG_CONTEXT
 from localcluster.processes import ComponentError
 from localcluster.releases import DownloadError
 from localcluster.versions import DEFAULT_KUBERNETES_VERSION, VersionError
@@ -61,13 +63,45 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--control-plane-only", action="store_true", help="no containerd, kubelet or kube-proxy"
     )
-    commands.add_parser("down", help="stop everything and remove all state from the host")
+    down = commands.add_parser("down", help="stop everything and remove all state from the host")
     status = commands.add_parser("status", help="which components run")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("kubeconfig", help="print the admin kubeconfig path")
     image = commands.add_parser("import-image", help="import a `docker save` archive")
     image.add_argument("archive", type=Path)
+    for command in (up, down, status, image):
+        command.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def up_report(result: UpResult, kubeconfig: Path, context: str) -> dict[str, Any]:
+    """What `up --json` prints: changed when it started any component."""
+    return {
+        "command": "up",
+        "changed": bool(result.started),
+        "started": list(result.started),
+        "seconds": round(result.seconds, 1),
+        "kubeconfig": str(kubeconfig),
+        "context": context,
+    }
+
+
+def down_report(stopped: bool) -> dict[str, Any]:
+    """What `down --json` prints: changed when a cluster (or its leftovers) was removed."""
+    return {"command": "down", "changed": stopped}
+
+
+def import_report(archive: Path, imported: list[tuple[str, bool]]) -> dict[str, Any]:
+    """What `import-image --json` prints: changed when any image was new to the node."""
+    return {
+        "command": "import-image",
+        "changed": any(changed for _reference, changed in imported),
+        "archive": str(archive),
+        "images": [{"reference": reference, "changed": changed} for reference, changed in imported],
+    }
+
+
+def _print_json(report: dict[str, Any]) -> None:
+    print(json.dumps(report, indent=2, sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,27 +134,54 @@ def _dispatch(cluster: LocalCluster, args: argparse.Namespace) -> int:
         binaries = cluster.build()
         print(f"localcluster: binaries ready in {binaries.kubernetes.parent}")
     elif args.command == "up":
-        result = cluster.up(with_node=not args.control_plane_only)
-        print(f"localcluster: kubeconfig {cluster.kubeconfig}")
-        if result.started:
-            print(f"localcluster: up in {result.seconds:.1f}s")
-        else:
-            print("localcluster: up (already running)")
+        _up(cluster, args)
     elif args.command == "down":
-        print("localcluster: down" if cluster.down() else "localcluster: not running")
+        _down(cluster, args)
     elif args.command == "status":
-        status = cluster.status()
-        if args.json:
-            print(json.dumps(status, indent=2))
-            return 0
-        for name, component in status["components"].items():
-            state = f"running (pid {component['pid']})" if component["running"] else "stopped"
-            print(f"{name:24} {state}")
-        return 0 if status["running"] else 3
+        return _status(cluster, args)
     elif args.command == "kubeconfig":
         print(cluster.kubeconfig)
     elif args.command == "import-image":
-        for reference, changed in cluster.import_image(args.archive):
-            verb = "imported" if changed else "already present"
-            print(f"localcluster: {verb} {reference}")
+        _import_image(cluster, args)
     return 0
+
+
+def _up(cluster: LocalCluster, args: argparse.Namespace) -> None:
+    result = cluster.up(with_node=not args.control_plane_only)
+    if args.json:
+        _print_json(up_report(result, cluster.kubeconfig, KUBECONFIG_CONTEXT))
+        return
+    print(f"localcluster: kubeconfig {cluster.kubeconfig}")
+    if result.started:
+        print(f"localcluster: up in {result.seconds:.1f}s")
+    else:
+        print("localcluster: up (already running)")
+
+
+def _down(cluster: LocalCluster, args: argparse.Namespace) -> None:
+    stopped = cluster.down()
+    if args.json:
+        _print_json(down_report(stopped))
+    else:
+        print("localcluster: down" if stopped else "localcluster: not running")
+
+
+def _status(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    status = cluster.status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for name, component in status["components"].items():
+        state = f"running (pid {component['pid']})" if component["running"] else "stopped"
+        print(f"{name:24} {state}")
+    return 0 if status["running"] else 3
+
+
+def _import_image(cluster: LocalCluster, args: argparse.Namespace) -> None:
+    imported = cluster.import_image(args.archive)
+    if args.json:
+        _print_json(import_report(args.archive, imported))
+        return
+    for reference, changed in imported:
+        verb = "imported" if changed else "already present"
+        print(f"localcluster: {verb} {reference}")
