@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Protocol
 
-import grpc
-
 from . import __version__, config, kube, logs
 from .checkpoint import CheckpointError
 from .claims import ApiClaimSource, ClaimSource
@@ -20,7 +18,7 @@ from .config import Config, ConfigError
 from .device_state import DeviceState
 from .devices import inventory
 from .dra_service import DraCore, DraPluginV1, DraPluginV1beta1
-from .health import Health
+from .health import Health, TcpHealthServer
 from .kubeletapi import dra_v1_pb2_grpc, dra_v1beta1_pb2_grpc, pluginregistration_v1_pb2_grpc
 from .metrics import Metrics
 from .publisher import SlicePublisher
@@ -29,8 +27,6 @@ from .unix_server import UnixSocketServer
 
 log = logging.getLogger(__name__)
 
-# Prepares wait on one API GET each; enough threads to overlap those.
-DRA_WORKERS = 32
 # In-flight prepares get this long to finish on shutdown. An interrupted one
 # is safe anyway (see device_state), this only avoids needless retries.
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -64,9 +60,10 @@ class Driver:
             claim_source=claim_source,
         )
         metrics.track_prepared_claims(self.state.prepared_count)
-        core = DraCore(self.state, cfg.driver_name, metrics)
+        self._core = core = DraCore(self.state, cfg.driver_name, metrics)
 
-        self.dra_server = UnixSocketServer(cfg.dra_socket, name="dra", max_workers=DRA_WORKERS)
+        # The DRA servicers are coroutines with their own thread pool (dra_service).
+        self.dra_server = UnixSocketServer(cfg.dra_socket, name="dra", max_workers=1)
         dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DraPluginV1(core), self.dra_server.server)
         dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(
             DraPluginV1beta1(core), self.dra_server.server
@@ -81,7 +78,7 @@ class Driver:
             self.registration_server.server,
         )
         self._publisher = publisher
-        self._health_tcp: grpc.Server | None = None
+        self._health_tcp: TcpHealthServer | None = None
         self._stop_metrics: Callable[[], None] | None = None
         self._stopped = False
 
@@ -95,7 +92,11 @@ class Driver:
         self.registration_server.start()
         self.health.set_serving()
         if self.cfg.health_port is not None:
-            self._health_tcp = self.health.serve_tcp(self.cfg.health_port)
+            self._health_tcp = self.health.serve_tcp(
+                self.cfg.health_port,
+                registration_socket=self.cfg.registration_socket,
+                dra_socket=self.cfg.dra_socket,
+            )
         if self.cfg.metrics_port is not None:
             self._stop_metrics = self.metrics.serve(self.cfg.metrics_port)
         if self._publisher is not None:
@@ -121,8 +122,9 @@ class Driver:
         # the plugin, so no new calls arrive while in-flight ones finish.
         self.registration_server.stop(0)
         self.dra_server.stop(SHUTDOWN_GRACE_SECONDS)
+        self._core.close()
         if self._health_tcp is not None:
-            self._health_tcp.stop(0).wait()
+            self._health_tcp.stop(0)
         if self._stop_metrics is not None:
             self._stop_metrics()
         if self._publisher is not None:
