@@ -175,7 +175,8 @@ class DraCore:
         """
         future = asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
         try:
-            return await asyncio.wait_for(future, deadlines.answer_by - time.monotonic()), ""
+            async with asyncio.timeout(deadlines.answer_by - time.monotonic()):
+                return await future, ""
         except TimeoutError:
             log.error("call not done in time", extra={"seconds": deadlines.seconds})
             return {}, deadlines.late()

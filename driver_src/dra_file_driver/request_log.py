@@ -91,15 +91,16 @@ class RequestLog(Interceptor):
 
     def _logged_function(
         self, behavior: Callable[..., Any], method: str
-    ) -> Callable[[Any, Context], Any]:
-        def logged(request: Any, context: Context) -> Any:
+    ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def logged(request: Any, context: grpc.ServicerContext) -> Any:
             call = _Call(next(self._ids), self._server, method, request)
             try:
                 if isinstance(request, _Undecodable):
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
                 response = behavior(request, context)
             except Exception as exc:
-                call.failed(exc, context)
+                # The aio server's context for plain functions has code() too.
+                call.failed(exc, cast(Context, context))
                 raise
             call.done(response)
             return response
