@@ -21,7 +21,7 @@ from .dra_service import DraCore, DraPluginV1, DraPluginV1beta1
 from .health import Health, TcpHealthServer
 from .kubeletapi import dra_v1_pb2_grpc, dra_v1beta1_pb2_grpc, pluginregistration_v1_pb2_grpc
 from .metrics import Metrics
-from .publisher import SlicePublisher
+from .publisher import ApiSlices, SlicePublisher
 from .registration import RegistrationServicer
 from .unix_server import UnixSocketServer
 
@@ -136,18 +136,18 @@ class Driver:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config.parse(argv, os.environ)
-        api = kube.api_client(cfg.kubeconfig)
+        kube.check_kubeconfig(cfg.kubeconfig)
     except ConfigError as exc:
         sys.stderr.write(f"dra-file-driver: {exc}\n")
         return 2
     except kube.KubeconfigError as exc:
-        sys.stderr.write(f"dra-file-driver: --kubeconfig (KUBECONFIG): {exc}\n")
-        return 2
+        return kubeconfig_error(exc)
     logs.configure(cfg.log_format, cfg.log_level)
 
     metrics = Metrics()
+    api = kube.Api(cfg.kubeconfig)
     publisher = SlicePublisher(
-        api,
+        ApiSlices(api),
         driver_name=cfg.driver_name,
         node_name=cfg.node_name,
         devices=inventory(cfg.file_dir, cfg.file_count),
@@ -170,6 +170,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         driver.stop()
         return 1
+    # The sockets answer now. Setting up the API client (credentials, TLS,
+    # the HTTP modules) waits until here so that GetInfo does not wait for
+    # it (see kube); prepares that arrive first wait within their deadline.
+    try:
+        api.connect()
+    except kube.KubeconfigError as exc:
+        driver.stop()
+        return kubeconfig_error(exc)
     stop.wait()
     driver.stop()
+    api.close()
     return 0
+
+
+def kubeconfig_error(exc: kube.KubeconfigError) -> int:
+    sys.stderr.write(f"dra-file-driver: --kubeconfig (KUBECONFIG): {exc}\n")
+    return 2

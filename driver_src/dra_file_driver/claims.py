@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from types import UnionType
 from typing import Any, Protocol
 
-from kubernetes import client
-
 from . import kube, names
 from .devices import FileDevice
 from .prepared import PreparedClaim, PreparedDevice
@@ -52,28 +50,21 @@ class ClaimSource(Protocol):
 class ApiClaimSource:
     """Reads ResourceClaims from the API server."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self._objects = client.CustomObjectsApi(api)
+    def __init__(self, api: kube.Api) -> None:
+        self._api = api
 
     def get(self, ref: ClaimRef, timeout: float) -> Mapping[str, Any]:
+        path = kube.object_path(
+            kube.RESOURCE_API_VERSION, "resourceclaims", ref.name, namespace=ref.namespace
+        )
         try:
-            obj = self._objects.get_namespaced_custom_object(
-                kube.RESOURCE_GROUP,
-                kube.RESOURCE_VERSION,
-                ref.namespace,
-                "resourceclaims",
-                ref.name,
-                _request_timeout=timeout,
-            )
-        except client.ApiException as exc:
+            return self._api.request("GET", path, timeout=timeout)
+        except kube.ApiError as exc:
             if exc.status == 404:
                 raise ClaimError(f"claim {ref} does not exist") from exc
             raise ClaimError(f"cannot read claim {ref}: {kube.describe_error(exc)}") from exc
         except Exception as exc:  # any transport failure is a per-claim error
             raise ClaimError(f"cannot read claim {ref}: {kube.describe_error(exc)}") from exc
-        if not isinstance(obj, Mapping):
-            raise ClaimError(f"cannot read claim {ref}: unexpected answer {obj!r:.200}")
-        return obj
 
 
 def base_request_name(request: str) -> str:
