@@ -9,6 +9,7 @@ answer while others are still stuck.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class HangingClaimSource(FakeClaimSource):
     """FakeClaimSource whose reads of the claims named in `hanging` hang until released.
 
+    Reads of the claims named in `broken` raise something unexpected.
+
     With honor_timeout they give up after the timeout they are passed, as
     the API client does; without, they hang regardless, like a client that
     ignores its timeout. Every read records the timeout it was given.
@@ -42,6 +45,7 @@ class HangingClaimSource(FakeClaimSource):
     def __init__(self) -> None:
         super().__init__()
         self.hanging: set[str] = set()
+        self.broken: set[str] = set()
         self.honor_timeout = False
         self.release = threading.Event()
         self.timeouts: dict[str, float] = {}
@@ -50,6 +54,8 @@ class HangingClaimSource(FakeClaimSource):
 
     def get(self, ref: ClaimRef, timeout: float) -> Mapping[str, Any]:
         self.timeouts[ref.name] = timeout
+        if ref.name in self.broken:
+            raise RuntimeError("a bug, not a ClaimError")
         if ref.name in self.hanging:
             with self._count_lock:
                 self.stuck += 1
@@ -229,3 +235,44 @@ def test_liveness_fails_when_the_registration_socket_does_not_answer(
     running.driver.registration_server.stop(0)
     assert health_status(target) == NOT_SERVING
     assert health_status(target, "registration") == SERVING  # the stored status
+
+
+def test_wedged_lock_gets_answers_with_claim_errors_before_the_deadline(
+    start_driver: StartDriver, fake_claims: HangingClaimSource
+) -> None:
+    running = start_driver(file_count=2)
+    prepared = add(fake_claims, ["file1"], ["pod-a"])
+    assert running.kubelet.prepare([prepared])[prepared.uid].error == ""
+    new = add(fake_claims, ["file2"], ["pod-b"])
+    fd = os.open(running.cfg.plugin_dir / device_state.LOCK_FILE_NAME, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with grpc.insecure_channel(f"unix:{running.cfg.dra_socket}") as channel:
+            stub = dra_v1_pb2_grpc.DRAPluginStub(channel)
+            prepared_answer = stub.NodePrepareResources(request(new), timeout=2)
+            unprepare = dra_v1_pb2.NodeUnprepareResourcesRequest(claims=request(prepared).claims)
+            unprepared_answer = stub.NodeUnprepareResources(unprepare, timeout=2)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert "not done within 1.8 s" in prepared_answer.claims[new.uid].error
+    assert "not done within 1.8 s" in unprepared_answer.claims[prepared.uid].error
+    # Both changes go through once the lock is free; the retries see them done.
+    assert running.kubelet.unprepare([prepared]) == {prepared.uid: ""}
+    assert running.kubelet.prepare([new])[new.uid].error == ""
+
+
+def test_unexpected_failure_is_a_claim_error_not_unknown(
+    start_driver: StartDriver, fake_claims: HangingClaimSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = start_driver()
+    claim = add(fake_claims, ["file1"], ["pod-a"])
+    fake_claims.broken.add(claim.name)
+    with caplog.at_level(logging.ERROR):
+        answer = running.kubelet.prepare([claim])[claim.uid]
+    assert answer.error == dra_service.INTERNAL_ERROR
+    assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records), (
+        "the failure is logged with its traceback"
+    )
+    fake_claims.broken.clear()
+    assert running.kubelet.prepare([claim])[claim.uid].error == ""
