@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Protocol
 
-from . import __version__, config, kube, logs
+from . import __version__, config, kube, kubeconfig, logs
 from .checkpoint import CheckpointError
 from .claims import ApiClaimSource, ClaimSource
 from .config import Config, ConfigError
@@ -136,11 +136,11 @@ class Driver:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config.parse(argv, os.environ)
-        kube.check_kubeconfig(cfg.kubeconfig)
+        kubeconfig.check(cfg.kubeconfig)
     except ConfigError as exc:
         sys.stderr.write(f"dra-file-driver: {exc}\n")
         return 2
-    except kube.KubeconfigError as exc:
+    except kubeconfig.KubeconfigError as exc:
         return kubeconfig_error(exc)
     logs.configure(cfg.log_format, cfg.log_level)
 
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # it (see kube); prepares that arrive first wait within their deadline.
     try:
         api.connect()
-    except kube.KubeconfigError as exc:
+    except kubeconfig.KubeconfigError as exc:
         driver.stop()
         return kubeconfig_error(exc)
     stop.wait()
@@ -184,6 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def kubeconfig_error(exc: kube.KubeconfigError) -> int:
+def kubeconfig_error(exc: kubeconfig.KubeconfigError) -> int:
     sys.stderr.write(f"dra-file-driver: --kubeconfig (KUBECONFIG): {exc}\n")
     return 2

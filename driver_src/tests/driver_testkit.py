@@ -168,6 +168,23 @@ class RunningDriver:
 StartDriver = Callable[..., RunningDriver]
 
 
+def write_kubeconfig(path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> Path:
+    """A kubeconfig with one cluster, one user and a context of both (JSON is valid YAML)."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    return path
+
+
 def unreachable_kubeconfig(path: Path, port: int) -> Path:
     """A kubeconfig whose API server address refuses connections (JSON is valid YAML)."""
     path.write_text(
