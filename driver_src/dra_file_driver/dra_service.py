@@ -57,6 +57,7 @@ from .device_state import DeviceState, PrepareOutcome
 from .kubeletapi import dra_v1_pb2, dra_v1beta1_pb2
 from .metrics import Metrics
 from .prepared import PreparedClaim
+from .request_log import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,13 @@ class DraCore:
             async with asyncio.timeout(deadlines.answer_by - time.monotonic()):
                 return await future, ""
         except TimeoutError:
-            log.error("call not done in time", extra={"seconds": deadlines.seconds})
+            log.error(
+                "call not done in time",
+                extra={"request_id": current_request_id(), "seconds": deadlines.seconds},
+            )
             return {}, deadlines.late()
         except Exception:
-            log.exception("device state failed")
+            log.exception("device state failed", extra={"request_id": current_request_id()})
             return {}, INTERNAL_ERROR
 
     async def _probe(self, context: Context) -> None:

@@ -10,6 +10,10 @@ Unary calls are logged, whether their servicer method is a coroutine (run
 on the event loop) or a plain function (run on the server's thread pool);
 streaming calls (the health service's Watch) are passed through.
 
+Code that serves a call can add its request id to its own log lines with
+current_request_id() (coroutines only: threads the call hands work to do
+not inherit it).
+
 A request that does not parse is answered INVALID_ARGUMENT here, and logged
 like any failed call: gRPC itself would answer UNKNOWN, which says "a bug in
 the server" when the bug is in the caller.
@@ -18,6 +22,7 @@ the server" when the bug is in the caller.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
 import logging
@@ -34,6 +39,14 @@ MAX_LOGGED_CLAIMS = 20
 MAX_LOGGED_CHARS = 100
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+_request_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def current_request_id() -> int | None:
+    """The id of the call being served by the running coroutine, if any."""
+    return _request_id.get()
+
 
 if TYPE_CHECKING:
     Interceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -74,6 +87,7 @@ class RequestLog(Interceptor):
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         async def logged(request: Any, context: Context) -> Any:
             call = _Call(next(self._ids), self._server, method, request)
+            _request_id.set(call.fields["request_id"])  # this call's task only
             try:
                 if isinstance(request, _Undecodable):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.problem)

@@ -26,6 +26,7 @@ from dra_file_driver.kubeletapi import dra_v1_pb2, dra_v1_pb2_grpc
 from .driver_testkit import FakeClaimSource, StartDriver, free_port, wait_for
 from .kubelet_client import Claim
 from .test_grpc import add, health_status
+from .test_request_log import call_records
 
 PREPARE_METHOD = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -271,8 +272,11 @@ def test_unexpected_failure_is_a_claim_error_not_unknown(
     with caplog.at_level(logging.ERROR):
         answer = running.kubelet.prepare([claim])[claim.uid]
     assert answer.error == dra_service.INTERNAL_ERROR
-    assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records), (
-        "the failure is logged with its traceback"
-    )
+    # Logged with its traceback, and the request id of the call's own line.
+    (failure,) = [r for r in caplog.records if r.exc_info]
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], RuntimeError)
+    wait_for(lambda: len(call_records(caplog)) == 1, 10, "the call's log line")
+    assert vars(failure)["request_id"] == vars(call_records(caplog)[0])["request_id"]
     fake_claims.broken.clear()
     assert running.kubelet.prepare([claim])[claim.uid].error == ""
