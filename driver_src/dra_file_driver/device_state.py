@@ -214,7 +214,7 @@ class DeviceState:
         if self._lock_fd is None or not self._mutex.acquire(timeout=max(timeout, 0.0)):
             return False
         try:
-            # flock has no timeout: poll, briefly, the way lock waits go.
+            # flock has no timeout: try it without blocking until the deadline.
             while True:
                 try:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

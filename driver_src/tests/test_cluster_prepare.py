@@ -148,6 +148,18 @@ def test_bad_claims_get_per_claim_errors_and_change_nothing(
         ),
         "unknown device": (allocated([result("file9", node)]), "device file9 is not a device"),
         "exclusive device taken": (allocated([result("file1", node)]), "already prepared for"),
+        "no consumer": (allocated([result("file2", node)], pods=[]), "not reserved for any pod"),
+        "only a non-pod consumer": (
+            as_claim(
+                allocate(
+                    admin_api,
+                    create_claim(admin_api, ns),
+                    [result("file2", node)],
+                    reserved_for=[NON_POD_CONSUMER],
+                )
+            ),
+            "has only podgroups.scheduling.k8s.io",
+        ),
     }
     answer = client_.prepare([claim for claim, _ in cases.values()])
     for case, (claim, message) in cases.items():
@@ -157,6 +169,46 @@ def test_bad_claims_get_per_claim_errors_and_change_nothing(
     assert file_lines(proc.file_dir / "file2") == []
     assert [c.uid for c in assert_consistent(dirs_of(proc), 2)] == [good.uid]
     assert client_.prepare([good])[good.uid].error == ""  # still serving
+
+
+# A consumer the driver has no name to write for (a PodGroup holding the claim
+# for DRAWorkloadResourceClaims); the API server accepts any resource here.
+NON_POD_CONSUMER = {
+    "apiGroup": "scheduling.k8s.io",
+    "resource": "podgroups",
+    "name": "group",
+    "uid": "6c0a3f52-0d5e-4f4e-9a4b-6f8d1c2b3a4e",
+}
+
+
+def test_a_reservation_removed_before_the_read_is_an_error(
+    admin_api: Any,
+    node: str,
+    test_namespace: str,
+    driver_process: StartProcess,
+    kubelet: list[KubeletClient],
+) -> None:
+    """The kubelet saw the pod in reservedFor; by the time the driver reads the
+    claim the reservation is gone. No pod, nothing to prepare: an error the
+    kubelet retries on, and nothing written."""
+    proc = driver_process("--file-count", "2")
+    client_ = connect(proc, kubelet)
+    claim = allocate(
+        admin_api,
+        create_claim(admin_api, test_namespace),
+        [result("file1", node)],
+        pods=["leaving"],
+    )
+    assert [c["name"] for c in claim["status"]["reservedFor"]] == ["leaving"]
+    # The status written again, with the same allocation and no reservation.
+    unreserved = allocate(admin_api, claim, [result("file1", node)], reserved_for=[])
+    assert "reservedFor" not in unreserved["status"]
+    ref = as_claim(unreserved)
+    answer = client_.prepare([ref])[ref.uid]
+    assert "is not reserved for any pod (status.reservedFor has no consumer)" in answer.error
+    assert answer.devices == ()
+    assert file_lines(proc.file_dir / "file1") == []
+    assert assert_consistent(dirs_of(proc), 2) == []
 
 
 def test_real_scheduler_allocates_and_prepare_writes_the_pod_names(
