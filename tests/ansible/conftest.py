@@ -6,6 +6,7 @@ pytest, from the repository root, with the repository's ansible.cfg.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -13,8 +14,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_CONFIG_CHECK = REPO / "tools" / "kind-config-check"
@@ -96,3 +100,38 @@ def kind_config_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     return binary
+
+
+def load_role_filters(role: str) -> ModuleType:
+    """A role's filter plugin module, loaded by path as Ansible loads it (the
+    plugin directories are not packages)."""
+    path = REPO / "roles" / role / "filter_plugins" / f"{role}_filters.py"
+    spec = importlib.util.spec_from_file_location(f"{role}_filters", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def cluster_filters() -> ModuleType:
+    return load_role_filters("dra_cluster")
+
+
+@pytest.fixture(scope="session")
+def driver_filters() -> ModuleType:
+    return load_role_filters("dra_driver")
+
+
+@pytest.fixture(scope="session")
+def demo_filters() -> ModuleType:
+    return load_role_filters("dra_demo")
+
+
+def role_vars(role: str) -> dict[str, Any]:
+    """The constants of a role (vars/main.yml), as YAML (templates unrendered)."""
+    loaded: dict[str, Any] = yaml.safe_load(
+        (REPO / "roles" / role / "vars" / "main.yml").read_text()
+    )
+    return loaded

@@ -1,0 +1,184 @@
+"""Unit tests of roles/dra_demo/filter_plugins (no cluster needed)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+DRIVER = "file.dra.example.com"
+
+
+def _slice(node: str, *devices: str, shared: bool = False) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{node}-slice"},
+        "spec": {
+            "nodeName": node,
+            "pool": {"name": node},
+            "devices": [
+                {
+                    "name": name,
+                    "attributes": {
+                        "path": {"string": f"/etc/dra/{name}"},
+                        "shared": {"bool": shared},
+                    },
+                }
+                for name in devices
+            ],
+        },
+    }
+
+
+def _pod(name: str, node: str, claim: str | None, *, terminating: bool = False) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "metadata": {"name": name},
+        "spec": {"nodeName": node},
+        "status": {"phase": "Running"},
+    }
+    if claim is not None:
+        pod["status"]["resourceClaimStatuses"] = [{"name": "file", "resourceClaimName": claim}]
+    if terminating:
+        pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return pod
+
+
+def _claim(name: str, node: str, device: str, driver: str = DRIVER) -> dict[str, Any]:
+    result = {"driver": driver, "pool": node, "device": device, "request": "file"}
+    return {
+        "metadata": {"name": name},
+        "status": {"allocation": {"devices": {"results": [result]}}},
+    }
+
+
+def test_offer_rows(demo_filters: ModuleType) -> None:
+    slices = [_slice("n2", "file1"), _slice("n1", "file2", "file1")]
+    slices.append(
+        {
+            "metadata": {"name": "x"},
+            "spec": {"pool": {"name": "n3"}, "devices": [{"name": "file1"}]},
+        }
+    )
+    offer = demo_filters.device_offer(slices, "/etc/dra")
+    assert offer == [
+        {"node": "n1", "device": "file1", "path": "/etc/dra/file1", "shared": False},
+        {"node": "n1", "device": "file2", "path": "/etc/dra/file2", "shared": False},
+        {"node": "n2", "device": "file1", "path": "/etc/dra/file1", "shared": False},
+        # No nodeName: the pool names the node; no path attribute: the directory.
+        {"node": "n3", "device": "file1", "path": "/etc/dra/file1", "shared": False},
+    ]
+    assert demo_filters.device_capacity(offer) == 4
+    assert (
+        demo_filters.device_capacity(
+            demo_filters.device_offer([_slice("n1", "file1", shared=True)], "/d")
+        )
+        == "unlimited"
+    )
+    assert demo_filters.device_capacity([]) == 0
+
+
+def test_allocations_join_pods_claims_and_devices(demo_filters: ModuleType) -> None:
+    offer = demo_filters.device_offer([_slice("n1", "file1"), _slice("n2", "file1")], "/etc/dra")
+    pods = [
+        _pod("p-b", "n2", "claim-b"),
+        _pod("p-a", "n1", "claim-a"),
+        _pod("p-gone", "n1", "claim-gone", terminating=True),  # leaving: not counted
+        _pod("p-pending", "", None),  # no claim yet
+        _pod("p-other", "n1", "claim-other"),  # another driver's device
+        _pod("p-wrong", "n1", "claim-wrong"),  # allocated from another node's pool
+    ]
+    claims = [
+        _claim("claim-a", "n1", "file1"),
+        _claim("claim-b", "n2", "file1"),
+        _claim("claim-gone", "n1", "file1"),
+        _claim("claim-other", "n1", "gpu0", driver="gpu.example.com"),
+        _claim("claim-wrong", "n2", "file1"),
+    ]
+    alloc = demo_filters.allocations(
+        pods, claims, offer, driver=DRIVER, pod_claim_name="file", file_dir="/etc/dra"
+    )
+    assert alloc == [
+        {
+            "pod": "p-a",
+            "node": "n1",
+            "pool": "n1",
+            "own_pool": True,
+            "device": "file1",
+            "path": "/etc/dra/file1",
+        },
+        {
+            "pod": "p-b",
+            "node": "n2",
+            "pool": "n2",
+            "own_pool": True,
+            "device": "file1",
+            "path": "/etc/dra/file1",
+        },
+        {
+            "pod": "p-wrong",
+            "node": "n1",
+            "pool": "n2",
+            "own_pool": False,
+            "device": "file1",
+            "path": "/etc/dra/file1",
+        },
+    ]
+    rows = demo_filters.pod_rows(pods)
+    assert [r["name"] for r in rows] == sorted(p["metadata"]["name"] for p in pods)
+    assert next(r for r in rows if r["name"] == "p-gone")["terminating"] is True
+    assert next(r for r in rows if r["name"] == "p-pending")["node"] == ""
+
+
+def test_expected_files_cover_every_offered_device(demo_filters: ModuleType) -> None:
+    offer = demo_filters.device_offer(
+        [_slice("n1", "file1", "file2"), _slice("n2", "file1")], "/etc/dra"
+    )
+    alloc = [
+        {"pod": "p2", "node": "n1", "device": "file1"},
+        {"pod": "p1", "node": "n1", "device": "file1"},  # shared device: two pods
+        {"pod": "p3", "node": "n2", "device": "file1"},
+    ]
+    expected = demo_filters.expected_files(alloc, offer)
+    assert [(row["node"], row["device"], row["pods"]) for row in expected] == [
+        ("n1", "file1", ["p1", "p2"]),
+        ("n1", "file2", []),  # nothing allocated: the file must be empty
+        ("n2", "file1", ["p3"]),
+    ]
+    assert all(row["path"].startswith("/etc/dra/") for row in expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "pods", "holds"),
+    [
+        ("p1\np2\n", ["p2", "p1"], True),
+        ("  p1 \n\n", ["p1"], True),
+        ("", [], True),
+        (None, [], True),  # a file that does not exist reads as empty
+        ("p1\n", [], False),
+        ("p1\np1\n", ["p1"], False),  # a name twice is not "exactly"
+        ("p1\n", ["p1", "p2"], False),
+    ],
+)
+def test_holds_exactly(
+    demo_filters: ModuleType, text: str | None, pods: list[str], holds: bool
+) -> None:
+    assert demo_filters.holds_exactly(text, pods) is holds
+
+
+def test_file_contents_and_summary(demo_filters: ModuleType) -> None:
+    results = [
+        {
+            "item": {"node": "node-long-name", "device": "file1", "path": "/etc/dra/file1"},
+            "stdout": "p1\r\np2\n",
+        },
+        {"item": {"node": "n2", "device": "file1", "path": "/etc/dra/file1"}, "stdout": ""},
+    ]
+    files = demo_filters.file_contents(results)
+    assert files[0]["lines"] == ["p1", "p2"]
+    assert files[1]["lines"] == []
+    table = demo_filters.summary_table(files)
+    assert table == [
+        "NODE            DEVICE  FILE            PODS",
+        "node-long-name  file1   /etc/dra/file1  p1, p2",
+        "n2              file1   /etc/dra/file1  (empty)",
+    ]
