@@ -170,9 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         driver.stop()
         return 1
-    # The sockets answer now. Setting up the API client (credentials, TLS,
-    # the HTTP modules) waits until here so that GetInfo does not wait for
-    # it (see kube); prepares that arrive first wait within their deadline.
+    # The sockets answer now. What is slow to load waits until here, so
+    # that GetInfo does not wait for it: the metrics library, and the API
+    # client (credentials, TLS, the HTTP modules; see kube), for which
+    # prepares that arrive first wait within their deadline.
+    metrics.load()
     try:
         api.connect()
     except kubeconfig.KubeconfigError as exc:
