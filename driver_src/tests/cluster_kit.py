@@ -280,6 +280,7 @@ def start_driver_process(
                 *args,
             ],
             env=driver_environment(),
+            cwd=base,  # not the caller's: with -m, the current directory comes first on sys.path
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
