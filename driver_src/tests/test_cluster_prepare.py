@@ -10,7 +10,9 @@ the fake claim source in test_grpc.py.
 
 from __future__ import annotations
 
+import collections
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -266,3 +268,55 @@ def test_real_scheduler_allocates_and_prepare_writes_the_pod_names(
         assert file_lines(proc.file_dir / "file1") == [pods[1]]
     finally:
         objects.delete_cluster_custom_object(GROUP, VERSION, "deviceclasses", device_class)
+
+
+def test_every_caller_of_a_shared_new_claim_gets_success_only_once_it_is_ready(
+    admin_api: Any,
+    node: str,
+    test_namespace: str,
+    driver_process: StartProcess,
+    kubelet: list[KubeletClient],
+) -> None:
+    """Concurrent prepares of one new claim over gRPC, claims read from the API server.
+
+    Two pods sharing a claim start together, or a kubelet retry overlaps the
+    first call: at the moment each success arrives, the claim's CDI spec
+    must exist and the pod must be in the device file, because the kubelet
+    hands the CDI ID to the runtime at once.
+    """
+    proc = driver_process("--shared", "--file-count", "1")
+    client_ = connect(proc, kubelet)
+    specs = cdi.SpecDirectory(proc.cdi_dir, DRIVER)
+    rounds, callers = 20, 12
+    answers: list[str] = []
+    answers_lock = threading.Lock()
+
+    def prepare(ref: Claim, pod: str, start: threading.Barrier) -> None:
+        start.wait()
+        error = client_.prepare([ref])[ref.uid].error
+        missing = [
+            *([] if specs.path(ref.uid).exists() else ["spec"]),
+            *([] if pod in file_lines(proc.file_dir / "file1") else ["pod name"]),
+        ]
+        answer = error or (" and ".join(missing) + " missing" if missing else "ok")
+        with answers_lock:
+            answers.append(answer)
+
+    for round_ in range(rounds):
+        pod = f"sharer-{round_}"
+        ref = as_claim(
+            allocate(
+                admin_api,
+                create_claim(admin_api, test_namespace),
+                [result("file1", node)],
+                pods=[pod],
+            )
+        )
+        start = threading.Barrier(callers)
+        threads = [threading.Thread(target=prepare, args=(ref, pod, start)) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert answers == ["ok"] * (rounds * callers), collections.Counter(answers)
+    assert len(assert_consistent(dirs_of(proc), 1)) == rounds
