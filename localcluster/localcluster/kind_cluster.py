@@ -1,0 +1,193 @@
+"""kind on podman with the locally built node image: its configuration and its life cycle.
+
+Docker cannot start kind's privileged node containers on the machines this
+project targets; podman can, once its default ulimits are off (a
+containers.conf with `default_ulimits = []`, named by CONTAINERS_CONF). kind
+itself is built from the Go module proxy into the binary cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster.binaries import GoModuleBuild, default_cache_dir, ensure_built
+
+KIND_VERSION = "v0.33.0"
+DEFAULT_WORKERS = 2
+
+
+class KindError(RuntimeError):
+    """kind or podman failed; the message carries their output."""
+
+
+def kind_build(version: str = KIND_VERSION) -> GoModuleBuild:
+    # The same cache entry scripts/kind-prereqs fills with `go install`.
+    return GoModuleBuild(
+        name="kind", module="sigs.k8s.io/kind", version=version, packages=("sigs.k8s.io/kind",)
+    )
+
+
+def ensure_kind(
+    cache: Path | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
+) -> Path:
+    return ensure_built(kind_build(), cache, log) / "kind"
+
+
+def podman_containers_conf(cache: Path | None = None) -> Path:
+    """A containers.conf without podman's default ulimits (runc cannot apply them here)."""
+    path = (cache or default_cache_dir()) / "podman" / "containers.conf"
+    content = "[containers]\ndefault_ulimits = []\n"
+    if not path.is_file() or path.read_text() != content:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(content)
+        partial.rename(path)
+    return path
+
+
+def podman_environment(cache: Path | None = None) -> dict[str, str]:
+    """The environment kind and podman need here, on top of this process's own."""
+    return {
+        **os.environ,
+        "CONTAINERS_CONF": str(podman_containers_conf(cache)),
+        "KIND_EXPERIMENTAL_PROVIDER": "podman",
+    }
+
+
+def privileged_container_problem(image: str, env: dict[str, str]) -> str | None:
+    """Why podman cannot run a privileged container of `image` here, or None if it can."""
+    try:
+        result = subprocess.run(
+            ["podman", "run", "--rm", "--privileged", "--entrypoint", "/bin/true", image],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except FileNotFoundError:
+        return "podman is not installed (scripts/kind-prereqs installs it)"
+    if result.returncode != 0:
+        return f"`podman run --privileged` fails: {result.stderr.strip()}"
+    return None
+
+
+def cluster_config(name: str, node_image: str, workers: int = DEFAULT_WORKERS) -> str:
+    """kind's configuration for one control plane and `workers` workers of `node_image`.
+
+    - kindnetd would have to be pulled: no default CNI; the node image sets up a
+      bridge per node from its pod CIDR instead.
+    - The kubelet (1.35 and later) refuses cgroup v1 unless told otherwise, and
+      hosts like ours are cgroup v1; kubeadm's preflight check then fails its
+      SystemVerification on purpose ("you must also explicitly skip this validation").
+    - CoreDNS cannot be pulled either, and nothing here needs cluster DNS.
+    """
+    if workers < 0:
+        raise KindError(f"a kind cluster cannot have {workers} workers")
+    nodes = "".join(
+        f"  - role: {role}\n    image: {node_image}\n"
+        for role in ["control-plane", *["worker"] * workers]
+    )
+    return (
+        "kind: Cluster\n"
+        "apiVersion: kind.x-k8s.io/v1alpha4\n"
+        f"name: {name}\n"
+        "networking:\n"
+        "  disableDefaultCNI: true\n"
+        "nodes:\n"
+        f"{nodes}"
+        "kubeadmConfigPatches:\n"
+        "  - |\n"
+        "    kind: KubeletConfiguration\n"
+        "    failCgroupV1: false\n"
+        "  - |\n"
+        "    kind: InitConfiguration\n"
+        "    skipPhases:\n"
+        "      - addon/coredns\n"
+        "    nodeRegistration:\n"
+        "      ignorePreflightErrors:\n"
+        "        - SystemVerification\n"
+        "  - |\n"
+        "    kind: JoinConfiguration\n"
+        "    nodeRegistration:\n"
+        "      ignorePreflightErrors:\n"
+        "        - SystemVerification\n"
+    )
+
+
+@dataclass(frozen=True)
+class KindCluster:
+    """One kind cluster, driven through the kind binary on podman."""
+
+    name: str
+    kind: Path
+    env: dict[str, str]
+    kubeconfig: Path
+
+    def _kind(self, *args: str, stdin: str | None = None, timeout: float = 900) -> str:
+        result = subprocess.run(
+            [str(self.kind), *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+            raise KindError(f"kind {' '.join(args[:2])} failed:\n{tail}")
+        return result.stdout
+
+    def create(self, config: str) -> str:
+        return self._kind(
+            "create",
+            "cluster",
+            f"--name={self.name}",
+            f"--kubeconfig={self.kubeconfig}",
+            "--config=-",
+            "--retain",  # keep failed nodes for their logs; delete() removes them
+            stdin=config,
+        )
+
+    def delete(self) -> str:
+        return self._kind(
+            "delete", "cluster", f"--name={self.name}", f"--kubeconfig={self.kubeconfig}"
+        )
+
+    def load_image_archive(self, archive: Path) -> str:
+        return self._kind("load", "image-archive", str(archive), f"--name={self.name}")
+
+    def node_names(self) -> list[str]:
+        return self._kind("get", "nodes", f"--name={self.name}").split()
+
+    def diagnostics(self, lines: int = 15) -> str:
+        """The tail of each node's journal for the units that make a node work."""
+        report: list[str] = []
+        for node in self.node_names():
+            for unit in ("kubelet", "containerd", "preload-images", "pod-network"):
+                journal = subprocess.run(
+                    [
+                        "podman",
+                        "exec",
+                        node,
+                        "journalctl",
+                        "--no-pager",
+                        "-n",
+                        str(lines),
+                        "-u",
+                        unit,
+                    ],
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                report.append(f"--- {node}: {unit}\n{journal.stdout}{journal.stderr}")
+        return "\n".join(report)
