@@ -127,6 +127,7 @@ def test_labels_and_names_shared_between_roles_agree() -> None:
     wiring = _yaml("playbooks/vars/wiring.yml")["dra_cluster_node_exec_pod"]
     cluster_default = _defaults("dra_cluster")["dra_cluster_node_exec_pod"]
     assert wiring["selector"] == cluster_default["selector"] == f"app={app}"
+    assert demo_vars["__dra_demo_driver_selector"] == f"app={app}"
     assert cluster_default["namespace"] == _defaults("dra_driver")["dra_driver_namespace"]
     daemonset = (REPO / "roles/dra_driver/templates/daemonset.yaml.j2").read_text()
     assert re.search(rf"^\s+- name: {wiring['container']}$", daemonset, re.MULTILINE)
