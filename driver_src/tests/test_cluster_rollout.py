@@ -53,6 +53,11 @@ WORKERS = 2
 # Bounds, not timings: the loop stops after the rollouts, at the latest here.
 MAX_CYCLES_PER_WORKER = 40
 POD_RUNNING_TIMEOUT = 120.0
+# The kubelet reads each claim itself before it calls the driver. A refusal
+# of that read (the node authorizer has not yet linked a brand-new claim to
+# the node) fails the pod's preparation before any driver is involved; the
+# kubelet retries it. Such failures are counted apart from the driver's.
+KUBELET_OWN_CLAIM_READ = "fetch ResourceClaim"
 # Kubelet (klog) error and warning lines about a failed prepare or unprepare.
 KUBELET_PROBLEM = re.compile(r"[EW]\d{4} ")
 KUBELET_DRA_CALL = re.compile(
@@ -387,19 +392,23 @@ def test_rolling_update_under_load_fails_no_prepare_and_keeps_a_plugin_registere
         stop_sampling.set()
         sampler.join(timeout=30)
 
-    failed_prepares = failed_prepare_events(core, namespace)
-    kubelet_failures = [
+    events = failed_prepare_events(core, namespace)
+    kubelet_lines = [
         line
         for line in kubelet_log.read_bytes()[kubelet_log_start:]
         .decode(errors="replace")
         .splitlines()
         if KUBELET_PROBLEM.match(line) and KUBELET_DRA_CALL.search(line)
     ]
+    failed_prepares = [e for e in events if KUBELET_OWN_CLAIM_READ not in e]
+    kubelet_failures = [line for line in kubelet_lines if KUBELET_OWN_CLAIM_READ not in line]
+    refused_claim_reads = len(events) - len(failed_prepares)
     print(
         f"\nrollout: {ROLLOUTS} updates, {seen.pods_run} pods prepared and "
         f"{seen.pods_deleted} deleted ({WORKERS} workers), "
         f"{len(failed_prepares)} FailedPrepareDynamicResources events, "
-        f"{len(kubelet_failures)} kubelet prepare/unprepare errors, "
+        f"{len(kubelet_failures)} kubelet prepare/unprepare errors "
+        f"(apart: {refused_claim_reads} events of the kubelet's own claim read refused), "
         f"{seen.samples} registration samples: {seen.no_registration_socket} without a "
         f"registration socket, {seen.no_slice} without the node's ResourceSlice"
     )
