@@ -257,9 +257,14 @@ class DriverProcess:
 def driver_environment() -> dict[str, str]:
     """A clean environment for the driver: PATH, and PYTHONPATH if set.
 
-    PYTHONPATH lets a benchmark run another checkout's driver code.
+    PYTHONPATH lets a benchmark run another checkout's driver code;
+    DRA_DRIVER_PYTHONPATH does the same for the driver process alone (a test
+    run against the code before a change).
     """
-    return {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH")}
+    if "DRA_DRIVER_PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["DRA_DRIVER_PYTHONPATH"]
+    return env
 
 
 def start_driver_process(

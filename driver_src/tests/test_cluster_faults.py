@@ -1,10 +1,15 @@
-"""kill -9 in the middle of prepares and unprepares, then restart: state must agree.
+"""Faults with the real API server: kill -9 during prepares, an API server outage.
 
-The driver runs as a real process against the real API server. Several
-kubelet-like clients prepare and unprepare claims concurrently; the process is
-killed with SIGKILL at a random moment, restarted, and the checkpoint, the CDI
-specs and the device files must agree. Claims that survived in the checkpoint
-must then be answered and unprepared by the new process.
+kill -9 in the middle of prepares and unprepares, then restart: state must
+agree. The driver runs as a real process. Several kubelet-like clients
+prepare and unprepare claims concurrently; the process is killed with SIGKILL
+at a random moment, restarted, and the checkpoint, the CDI specs and the
+device files must agree. Claims that survived in the checkpoint must then be
+answered and unprepared by the new process.
+
+An outage: the driver reaches the API server through a TCP proxy that the
+test cuts and restores (tcp_proxy); a slice deleted meanwhile must be back
+soon after.
 """
 
 from __future__ import annotations
@@ -12,14 +17,27 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from kubernetes import client
 
-from .cluster_kit import StartProcess, allocate, as_claim, create_claim, result
-from .driver_testkit import NodeDirs, assert_consistent, file_lines
+from .cluster_kit import (
+    GROUP,
+    VERSION,
+    StartProcess,
+    allocate,
+    as_claim,
+    create_claim,
+    list_slices,
+    result,
+    start_driver_process,
+)
+from .driver_testkit import NodeDirs, assert_consistent, file_lines, wait_for
 from .kubelet_client import Claim, KubeletClient
+from .tcp_proxy import TcpProxy, kubeconfig_via, server_address
 
 pytestmark = pytest.mark.cluster
 
@@ -108,3 +126,40 @@ def test_kill_9_during_prepares_then_restart_agrees(
     assert assert_consistent(dirs, file_count) == []
     assert all(file_lines(proc.file_dir / f"file{i}") == [] for i in range(1, file_count + 1))
     assert proc.stop() == 0
+
+
+def test_a_slice_missing_after_an_api_outage_is_back_soon(
+    admin_api: Any, node: str, control_plane: Any, base_dir: Path
+) -> None:
+    proxy = TcpProxy(server_address(control_plane.kubeconfig))
+    kubeconfig = kubeconfig_via(control_plane.kubeconfig, proxy, base_dir / "via-proxy.kubeconfig")
+    proc = start_driver_process(base_dir, kubeconfig, node)
+    try:
+        proc.wait_started()
+        wait_for(lambda: len(list_slices(admin_api, node)) == 1, 60, "the published slice")
+        (published,) = list_slices(admin_api, node)
+
+        proxy.cut()
+        # Enough failed attempts that a backoff doubling to 30 s (the old
+        # one: 0.5, 1, 2, 4, 8, 16, 30 s) would now wait 24-36 s.
+        wait_for(lambda: proc.log().count(RETRY_LINE) >= 7, 120, "seven failed attempts")
+        # Meanwhile the slice goes (the kubelet deletes its node's slices when it starts).
+        client.CustomObjectsApi(admin_api).delete_cluster_custom_object(
+            GROUP, VERSION, "resourceslices", published["metadata"]["name"]
+        )
+        proxy.restore()
+
+        def back() -> bool:
+            return [s["metadata"]["name"] for s in list_slices(admin_api, node)] not in (
+                [],
+                [published["metadata"]["name"]],
+            )
+
+        # The requirement is a bound (back within 10 s), so it is checked as one.
+        wait_for(back, 15, "the slice re-created after the outage")
+    finally:
+        proxy.close()
+        proc.kill()
+
+
+RETRY_LINE = "publishing ResourceSlices failed; retrying"
