@@ -87,6 +87,9 @@ def cluster_config(name: str, node_image: str, workers: int = DEFAULT_WORKERS) -
       hosts like ours are cgroup v1; kubeadm's preflight check then fails its
       SystemVerification on purpose ("you must also explicitly skip this validation").
     - CoreDNS cannot be pulled either, and nothing here needs cluster DNS.
+    - kubeadm's preflight would pull the control plane's images; they come from
+      the node image instead (imported at boot, before the kubelet starts), and
+      a pull can only fail here.
     """
     if workers < 0:
         raise KindError(f"a kind cluster cannot have {workers} workers")
@@ -113,6 +116,7 @@ def cluster_config(name: str, node_image: str, workers: int = DEFAULT_WORKERS) -
         "    nodeRegistration:\n"
         "      ignorePreflightErrors:\n"
         "        - SystemVerification\n"
+        "        - ImagePull\n"
         "  - |\n"
         "    kind: JoinConfiguration\n"
         "    nodeRegistration:\n"

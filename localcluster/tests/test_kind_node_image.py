@@ -29,13 +29,15 @@ def test_cluster_config_runs_on_cgroup_v1_without_pulled_cni_or_dns() -> None:
     assert config["networking"] == {"disableDefaultCNI": True}
     patches = [yaml.safe_load(patch) for patch in config["kubeadmConfigPatches"]]
     assert {"kind": "KubeletConfiguration", "failCgroupV1": False} in patches
-    skip_cgroup_v1_check = {"ignorePreflightErrors": ["SystemVerification"]}
     assert {
         "kind": "InitConfiguration",
         "skipPhases": ["addon/coredns"],
-        "nodeRegistration": skip_cgroup_v1_check,
+        "nodeRegistration": {"ignorePreflightErrors": ["SystemVerification", "ImagePull"]},
     } in patches
-    assert {"kind": "JoinConfiguration", "nodeRegistration": skip_cgroup_v1_check} in patches
+    assert {
+        "kind": "JoinConfiguration",
+        "nodeRegistration": {"ignorePreflightErrors": ["SystemVerification"]},
+    } in patches
     assert [node["role"] for node in config["nodes"]] == ["control-plane"]
 
 
