@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -80,6 +81,11 @@ class Kubectl:
 
 @pytest.fixture(scope="module")
 def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KindCluster, Kubectl]]:
+    if shutil.which("podman") is None:
+        pytest.skip(
+            "kind needs privileged node containers: podman is not installed "
+            "(scripts/kind-prereqs installs it)"
+        )
     cache = default_cache_dir()
     image = build_node_image(VERSION, cache)
     env = podman_environment(cache)
