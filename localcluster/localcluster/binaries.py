@@ -12,8 +12,9 @@ binaries instead (releases.py) and builds only what it could not download.
 A finished directory is renamed into place in one step, so a directory in the
 cache is either complete or absent: an interrupted build or download is simply
 redone. A hidden `.origin` file in it says where its binaries came from. Two
-processes filling the same directory at once take turns on a lock file beside
-it; the second finds the first one's result and does nothing.
+processes filling the same directory at once take turns on a lock file (in
+`.locks/` of the cache, so the directories that hold results hold nothing else);
+the second finds the first one's result and does nothing.
 """
 
 from __future__ import annotations
@@ -302,16 +303,19 @@ def cached_directory(
     target: Path,
     fill: Callable[[Path], str],
     log: Callable[[str], None] = lambda message: None,
+    *,
+    lock_dir: Path | None = None,
 ) -> Path:
     """`target` if present; else let `fill` populate a staging directory and move it there.
 
     `fill` returns a line describing where the binaries came from, kept in `.origin`.
-    A lock beside `target` makes concurrent callers take turns: the staging
-    directory is shared by name, and a second filler would delete it under the first.
+    A lock (`<lock_dir>/<name>.lock`, by default in `.locks/` beside `target`)
+    makes concurrent callers take turns: the staging directory is shared by
+    name, and a second filler would delete it under the first.
     """
     if target.is_dir():
         return target
-    lock_file = target.with_name(f".{target.name}.lock")
+    lock_file = (lock_dir or target.parent / ".locks") / f"{target.name}.lock"
     with exclusive_lock(
         lock_file, waiting=lambda: log(f"localcluster: waiting for another build of {target.name}")
     ):
@@ -404,7 +408,7 @@ def _obtain(
                 staging.mkdir()
         return _build_module(build, staging, cache, log)
 
-    return cached_directory(cache / "bin" / build.key, fill, log)
+    return _binary_directory(cache, build.key, fill, log)
 
 
 def ensure_built(
@@ -414,8 +418,8 @@ def ensure_built(
 ) -> Path:
     """The cached directory of `build`'s commands, built from the Go module proxy if missing."""
     cache = cache or default_cache_dir()
-    return cached_directory(
-        cache / "bin" / build.key, lambda staging: _build_module(build, staging, cache, log), log
+    return _binary_directory(
+        cache, build.key, lambda staging: _build_module(build, staging, cache, log), log
     )
 
 
@@ -433,7 +437,14 @@ def _build_pause(cache: Path, log: Callable[[str], None]) -> Path:
         )
         return f"built from {source}"
 
-    return cached_directory(cache / "bin" / f"pause-{digest}", fill, log)
+    return _binary_directory(cache, f"pause-{digest}", fill, log)
+
+
+def _binary_directory(
+    cache: Path, key: str, fill: Callable[[Path], str], log: Callable[[str], None]
+) -> Path:
+    """`<cache>/bin/<key>`, filled once; its lock is in `<cache>/.locks`, not in bin/."""
+    return cached_directory(cache / "bin" / key, fill, log, lock_dir=cache / ".locks")
 
 
 def _tree_digest(directory: Path) -> str:
