@@ -40,9 +40,20 @@ def _cluster_processes(run_dir: Path) -> list[str]:
     return found
 
 
-def _mount_points_under(*directories: Path) -> list[str]:
+def _mount_points(*directories: Path, inside: tuple[Path, ...] = ()) -> list[str]:
+    """Mount points at or below `directories`, and strictly below `inside`.
+
+    The netns directories go in `inside`: `ip netns` and podman make the
+    directory itself a shared bind mount and leave it so; that mount is theirs.
+    What the cluster mounts there (one nsfs file per pod) must all be gone.
+    """
     points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    return [p for p in points if any(p.startswith(str(d)) for d in directories)]
+    return [
+        p
+        for p in points
+        if any(p == str(d) or p.startswith(f"{d}/") for d in directories)
+        or any(p.startswith(f"{d}/") for d in inside)
+    ]
 
 
 def _kube_chains() -> list[str]:
@@ -62,6 +73,16 @@ def _links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
 
 
+def _pod_veths(bridge: str) -> list[str]:
+    """veths on this host that are not another bridge's: the cluster's pods' host ends.
+
+    A pod's veth hangs on the cluster's bridge, and would hang on none once the
+    bridge is gone; veths on other bridges (podman's kind nodes, say) are not ours.
+    """
+    veths = [line for line in _links().splitlines() if " veth" in line]
+    return [line for line in veths if " master " not in line or f" master {bridge} " in line]
+
+
 def test_down_leaves_no_process_mount_device_cgroup_or_rule(
     restore_cluster: LocalCluster, run_pod: Callable[[str], tuple[str, str]]
 ) -> None:
@@ -78,17 +99,16 @@ def test_down_leaves_no_process_mount_device_cgroup_or_rule(
 
     assert _cluster_processes(cluster.layout.root) == []
     assert (
-        _mount_points_under(
+        _mount_points(
             KUBELET_ROOT,
             cluster.layout.root,
-            Path("/run/netns"),
-            Path("/var/run/netns"),
             Path("/run/containerd"),
+            inside=(Path("/run/netns"), Path("/var/run/netns")),
         )
         == []
     )
     assert bridge not in _links()
-    assert " veth" not in _links()
+    assert _pod_veths(bridge) == []
     assert list(Path("/sys/fs/cgroup").glob("*/kubepods")) == []
     assert _kube_chains() == []
     assert not cluster.layout.root.exists()
