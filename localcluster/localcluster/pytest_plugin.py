@@ -112,6 +112,21 @@ def local_cluster_manager() -> Iterator[LocalCluster]:
         cluster.down()
 
 
+@pytest.fixture(scope="module")
+def test_cluster_stopped(local_cluster_manager: LocalCluster) -> Iterator[None]:
+    """No test cluster on the machine, for tests that bring up a cluster of their own.
+
+    Only one local cluster runs per machine (`up` refuses a second), so a test
+    that runs the playbook's own cluster needs the session's out of the way;
+    afterwards the session's cluster comes back as it was.
+    """
+    status = local_cluster_manager.status()
+    local_cluster_manager.down()
+    yield
+    if status["running"]:
+        local_cluster_manager.up(with_node=status["node_running"])
+
+
 @pytest.fixture(scope="session")
 def control_plane(local_cluster_manager: LocalCluster) -> ClusterHandle:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler; no kubelet."""

@@ -1,7 +1,8 @@
 """`--tags check` cannot leave damage: its scale-down proof runs in a block
 whose `always:` restores the declared replicas, whatever fails in between.
 
-Cluster-backed (the local cluster, brought up by site.yml itself): run under
+Cluster-backed (the local cluster, brought up by site.yml itself, with the
+session's test cluster out of the way meanwhile): run under
 `flock /tmp/dra-cluster.lock`. The middle of the proof is replaced by a task
 file that fails after the probe scaled down (tests/ansible/tasks/); the run
 must fail, the restore must have run, the Deployment must be back at its
@@ -48,7 +49,7 @@ def _declared_replicas() -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def converged(run_playbook: Any) -> Iterator[list[str]]:
+def converged(run_playbook: Any, test_cluster_stopped: None) -> Iterator[list[str]]:
     settings = _build_settings()
     result = run_playbook("playbooks/site.yml", *settings, timeout=1800)
     try:
