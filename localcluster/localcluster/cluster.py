@@ -37,7 +37,13 @@ from localcluster.layout import (
     RunLayout,
 )
 from localcluster.pki import write_cluster_credentials
-from localcluster.processes import ComponentError, Supervisor, is_alive, live_processes
+from localcluster.processes import (
+    ComponentError,
+    Supervisor,
+    is_alive,
+    live_processes,
+    shares_mount_namespace,
+)
 from localcluster.versions import BUSYBOX_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesVersion
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -229,7 +235,13 @@ class LocalCluster:
                 )
             self.log(f"localcluster: taking over from {owner}, whose processes are gone")
         if self.supervisor.find("kubelet") is None:
-            foreign = live_processes(lambda command, _: command == "kubelet")
+            # Kubelets in containers (kind's nodes) have their own mounts and
+            # network: they leave this machine's node paths alone.
+            foreign = [
+                pid
+                for pid in live_processes(lambda command, _: command == "kubelet")
+                if shares_mount_namespace(pid)
+            ]
             if foreign:
                 raise ClusterError(
                     f"a kubelet that is not this cluster's runs on this machine (pid "

@@ -62,6 +62,18 @@ def live_processes(match: Callable[[str, list[bytes]], bool]) -> list[int]:
     return found
 
 
+def shares_mount_namespace(pid: int) -> bool:
+    """Whether `pid` sees this machine's file systems as we do.
+
+    A kubelet in a container (a kind node's) has its own mount namespace: its
+    /var/lib/kubelet and CDI directories are not ours. False if it has exited.
+    """
+    try:
+        return Path(f"/proc/{pid}/ns/mnt").readlink() == Path("/proc/self/ns/mnt").readlink()
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class RunningProcess:
     pid: int
