@@ -8,6 +8,8 @@ itself is built from the Go module proxy into the binary cache.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +17,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcluster.binaries import GoModuleBuild, default_cache_dir, ensure_built
+from localcluster.binaries import BuildError, GoModuleBuild, default_cache_dir, ensure_built
+from localcluster.images import build_busybox_archive
+from localcluster.kind_node_image import NodeImageError, build_node_image
+from localcluster.versions import KubernetesVersion
 
 KIND_VERSION = "v0.33.0"
 DEFAULT_WORKERS = 2
+
+# What a cluster of the node image built here needs from kubeadm (see
+# cluster_config). Also handed to the dra_cluster role by `prepare`, so the
+# role's kind config and this module's never differ.
+KUBEADM_CONFIG_PATCHES = (
+    "kind: KubeletConfiguration\nfailCgroupV1: false\n",
+    "kind: InitConfiguration\n"
+    "skipPhases:\n"
+    "  - addon/coredns\n"
+    "nodeRegistration:\n"
+    "  ignorePreflightErrors:\n"
+    "    - SystemVerification\n"
+    "    - ImagePull\n",
+    "kind: JoinConfiguration\n"
+    "nodeRegistration:\n"
+    "  ignorePreflightErrors:\n"
+    "    - SystemVerification\n",
+)
 
 
 class KindError(RuntimeError):
@@ -97,6 +120,10 @@ def cluster_config(name: str, node_image: str, workers: int = DEFAULT_WORKERS) -
         f"  - role: {role}\n    image: {node_image}\n"
         for role in ["control-plane", *["worker"] * workers]
     )
+    patches = "".join(
+        "  - |\n" + "".join(f"    {line}\n" for line in patch.splitlines())
+        for patch in KUBEADM_CONFIG_PATCHES
+    )
     return (
         "kind: Cluster\n"
         "apiVersion: kind.x-k8s.io/v1alpha4\n"
@@ -106,22 +133,7 @@ def cluster_config(name: str, node_image: str, workers: int = DEFAULT_WORKERS) -
         "nodes:\n"
         f"{nodes}"
         "kubeadmConfigPatches:\n"
-        "  - |\n"
-        "    kind: KubeletConfiguration\n"
-        "    failCgroupV1: false\n"
-        "  - |\n"
-        "    kind: InitConfiguration\n"
-        "    skipPhases:\n"
-        "      - addon/coredns\n"
-        "    nodeRegistration:\n"
-        "      ignorePreflightErrors:\n"
-        "        - SystemVerification\n"
-        "        - ImagePull\n"
-        "  - |\n"
-        "    kind: JoinConfiguration\n"
-        "    nodeRegistration:\n"
-        "      ignorePreflightErrors:\n"
-        "        - SystemVerification\n"
+        f"{patches}"
     )
 
 
@@ -195,3 +207,103 @@ class KindCluster:
                 )
                 report.append(f"--- {node}: {unit}\n{journal.stdout}{journal.stderr}")
         return "\n".join(report)
+
+
+# ---- The dra_cluster role's entry: `python -m localcluster.kind_cluster` ----
+
+
+def kind_path(cache: Path | None = None) -> Path:
+    """Where ensure_kind puts kind (whether or not it is built yet)."""
+    return (cache or default_cache_dir()) / "bin" / kind_build().key / "kind"
+
+
+def containers_conf_path(cache: Path | None = None) -> Path:
+    """Where podman_containers_conf writes its file (whether or not it exists yet)."""
+    return (cache or default_cache_dir()) / "podman" / "containers.conf"
+
+
+def paths() -> dict[str, object]:
+    """Read-only: where kind and podman's containers.conf are, whether kind is built, and
+    what a kind config for the node image built here must hold."""
+    kind = kind_path()
+    return {
+        "kind": str(kind),
+        "kind_present": kind.is_file(),
+        "containers_conf": str(containers_conf_path()),
+        # What the kind config needs for the node image built here (cluster_config).
+        "disable_default_cni": True,
+        "kubeadm_config_patches": list(KUBEADM_CONFIG_PATCHES),
+    }
+
+
+def prepare(
+    version: KubernetesVersion, node_image: str, busybox_archive: Path
+) -> dict[str, object]:
+    """What a kind cluster on podman needs here, built or found; `changed` if anything was made.
+
+    kind (built once), the containers.conf, the node image (unless one is
+    given), a proof that podman starts a privileged container of it, and the
+    busybox archive the nodes cannot pull.
+    """
+    kind_was_present = kind_path().is_file()
+    kind = ensure_kind()
+    conf_before = containers_conf_path().read_text() if containers_conf_path().is_file() else None
+    containers_conf = podman_containers_conf()
+    built = False
+    if not node_image:
+        image = build_node_image(version)
+        node_image, built = image.reference, image.built
+    problem = privileged_container_problem(node_image, podman_environment())
+    if problem is not None:
+        raise KindError(f"kind's node containers cannot run here: {problem}")
+    archive_was_present = busybox_archive.is_file()
+    if not archive_was_present:
+        busybox_archive.parent.mkdir(parents=True, exist_ok=True)
+        build_busybox_archive(busybox_archive)
+    return {
+        "kind": str(kind),
+        "containers_conf": str(containers_conf),
+        "node_image": node_image,
+        "node_image_built": built,
+        "busybox_archive": str(busybox_archive),
+        "changed": built
+        or not kind_was_present
+        or conf_before != containers_conf.read_text()
+        or not archive_was_present,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster.kind_cluster",
+        description="kind on podman here: what the dra_cluster role needs, as JSON on stdout.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("paths", help="where kind and podman's containers.conf are (read-only)")
+    prepare_parser = commands.add_parser(
+        "prepare", help="build or find kind, the containers.conf, the node image, busybox"
+    )
+    prepare_parser.add_argument("--kubernetes-version", default="v1.37.2")
+    prepare_parser.add_argument(
+        "--node-image", default="", help="use this node image instead of the one built here"
+    )
+    prepare_parser.add_argument("--busybox-archive", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "paths":
+            result = paths()
+        else:
+            result = prepare(
+                KubernetesVersion.parse(args.kubernetes_version),
+                args.node_image,
+                args.busybox_archive,
+            )
+    except (KindError, NodeImageError, BuildError, OSError, ValueError) as error:
+        print(f"kind_cluster {args.command}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -157,7 +157,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "demo-replicas-over-kind-capacity",
-        {"dra_cluster_provider": "kind", "dra_cluster_kind_workers": 2, "dra_demo_replicas": 3},
+        {"dra_cluster_provider": "kind", "dra_cluster_kind_workers": 2, "dra_demo_replicas": 4},
         ["dra_demo_replicas"],
     ),
     (
