@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster.binaries import BuildError, GoModuleBuild, default_cache_dir, ensure_built
-from localcluster.images import build_busybox_archive
+from localcluster.images import BUSYBOX_BINARY, build_busybox_archive
 from localcluster.kind_node_image import NodeImageError, build_node_image
 from localcluster.versions import KubernetesVersion
 
@@ -62,14 +64,19 @@ def ensure_kind(
     return ensure_built(kind_build(), cache, log) / "kind"
 
 
+# podman's containers.conf for kind's nodes: without its default ulimits, which
+# runc cannot apply where the bounding set lacks CAP_SYS_RESOURCE ("error
+# setting rlimit type 7").
+CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n"
+
+
 def podman_containers_conf(cache: Path | None = None) -> Path:
     """A containers.conf without podman's default ulimits (runc cannot apply them here)."""
     path = (cache or default_cache_dir()) / "podman" / "containers.conf"
-    content = "[containers]\ndefault_ulimits = []\n"
-    if not path.is_file() or path.read_text() != content:
+    if not path.is_file() or path.read_text() != CONTAINERS_CONF:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        partial.write_text(content)
+        partial.write_text(CONTAINERS_CONF)
         partial.rename(path)
     return path
 
@@ -96,6 +103,53 @@ def privileged_container_problem(image: str, env: dict[str, str]) -> str | None:
         )
     except FileNotFoundError:
         return "podman is not installed (scripts/kind-prereqs installs it)"
+    if result.returncode != 0:
+        return f"`podman run --privileged` fails: {result.stderr.strip()}"
+    return None
+
+
+def podman_problem(busybox: Path = BUSYBOX_BINARY) -> str | None:
+    """Why podman cannot run kind's node containers here, or None if it can.
+
+    Read-only and quick, for choosing a provider before anything is built: a
+    privileged container is started with podman's settings for kind (the
+    containers.conf above, in a temporary file) from a throw-away root of one
+    static busybox, so no image is needed or left behind.
+    """
+    if shutil.which("podman") is None:
+        return "podman is not installed (scripts/kind-prereqs installs it)"
+    if os.geteuid() != 0:
+        return "podman runs rootless for this user: kind's nodes need rootful podman (run as root)"
+    if not busybox.is_file():
+        return f"{busybox} is missing (Debian's busybox-static), needed to probe podman"
+    with tempfile.TemporaryDirectory(prefix="dra-podman-probe-") as workdir:
+        conf = Path(workdir) / "containers.conf"
+        conf.write_text(CONTAINERS_CONF)
+        rootfs = Path(workdir) / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")
+        try:
+            result = subprocess.run(
+                [
+                    "podman",
+                    "run",
+                    "--rm",
+                    "--privileged",
+                    "--network",
+                    "none",
+                    "--rootfs",
+                    str(rootfs),
+                    "/bin/busybox",
+                    "true",
+                ],
+                env={**os.environ, "CONTAINERS_CONF": str(conf)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return "`podman run --privileged` did not finish within 120 s"
     if result.returncode != 0:
         return f"`podman run --privileged` fails: {result.stderr.strip()}"
     return None
@@ -280,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("paths", help="where kind and podman's containers.conf are (read-only)")
+    commands.add_parser(
+        "probe", help="whether podman can run kind's node containers here (changes nothing)"
+    )
     prepare_parser = commands.add_parser(
         "prepare", help="build or find kind, the containers.conf, the node image, busybox"
     )
@@ -292,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "paths":
             result = paths()
+        elif args.command == "probe":
+            problem = podman_problem()
+            result = {"runtime": "podman", "ok": problem is None, "problem": problem or ""}
         else:
             result = prepare(
                 KubernetesVersion.parse(args.kubernetes_version),

@@ -135,3 +135,15 @@ def role_vars(role: str) -> dict[str, Any]:
         (REPO / "roles" / role / "vars" / "main.yml").read_text()
     )
     return loaded
+
+
+@pytest.fixture
+def safety_net(tmp_path: Path) -> dict[str, Any]:
+    """Variables that keep a regressed run of site.yml from changing this machine:
+    kind and the localcluster CLI point at nothing, artifacts go to tmp_path."""
+    return {
+        "dra_cluster_kind_binary": "/nonexistent/kind",
+        "dra_cluster_local_command": ["/nonexistent/localcluster"],
+        "dra_cluster_artifacts_dir": str(tmp_path / "artifacts"),
+        "dra_driver_artifacts_dir": str(tmp_path / "artifacts"),
+    }

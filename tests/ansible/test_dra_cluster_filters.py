@@ -157,3 +157,133 @@ def test_every_provider_has_a_connection_row() -> None:
         "existing-inventory",
     }
     assert set(TABLE) == rows
+
+
+# ---- why kind cannot run on Docker, and what `auto` chooses ------------------
+
+DOCKER_OK = {"ok": True, "error": ""}
+KIND_OK = {"found": True, "version": "0.33.0", "executable": "kind", "error": ""}
+
+
+def test_docker_with_kind_and_every_capability_has_no_problem(cluster_filters: ModuleType) -> None:
+    assert cluster_filters.kind_docker_problems(DOCKER_OK, KIND_OK, "0.30.0", []) == []
+
+
+@pytest.mark.parametrize(
+    ("docker", "kind", "caps", "expected"),
+    [
+        (
+            {"ok": False, "error": "socket not found"},
+            KIND_OK,
+            [],
+            "the Docker daemon is not reachable (socket not found)",
+        ),
+        (
+            DOCKER_OK,
+            {"found": False, "executable": "kind", "error": "No such file"},
+            [],
+            "kind is not installed (kind: No such file)",
+        ),
+        (DOCKER_OK, {**KIND_OK, "version": "0.29.1"}, [], "kind 0.29.1 is older than 0.30.0"),
+        (DOCKER_OK, {**KIND_OK, "version": "0.4.0"}, [], "kind 0.4.0 is older than 0.30.0"),
+        (
+            DOCKER_OK,
+            KIND_OK,
+            ["cap_sys_resource"],
+            "dockerd lacks cap_sys_resource in its capability bounding set, "
+            "so privileged containers (kind nodes) cannot start",
+        ),
+    ],
+)
+def test_each_docker_problem_is_named(
+    cluster_filters: ModuleType,
+    docker: dict[str, Any],
+    kind: dict[str, Any],
+    caps: list[str],
+    expected: str,
+) -> None:
+    assert cluster_filters.kind_docker_problems(docker, kind, "0.30.0", caps) == [expected]
+
+
+CAPS_MISSING = ["dockerd lacks cap_sys_resource in its capability bounding set"]
+PODMAN_OK = {"ok": True, "problem": ""}
+PODMAN_BROKEN = {"ok": False, "problem": "podman is not installed"}
+
+
+def test_auto_prefers_kind_on_docker_and_does_not_need_podman(cluster_filters: ModuleType) -> None:
+    choice = cluster_filters.choose_provider("auto", "auto", [], None)
+    assert (choice["provider"], choice["runtime"]) == ("kind", "docker")
+    assert choice["problems"] == {"docker": []}
+    assert choice["message"].startswith("Provider kind (auto): Docker can run kind's")
+
+
+def test_auto_falls_back_to_podman_and_says_why_not_docker(cluster_filters: ModuleType) -> None:
+    choice = cluster_filters.choose_provider("auto", "auto", CAPS_MISSING, PODMAN_OK)
+    assert (choice["provider"], choice["runtime"]) == ("kind", "podman")
+    assert "podman can run kind's privileged node containers here" in choice["message"]
+    assert "kind cannot run on Docker: dockerd lacks cap_sys_resource" in choice["message"]
+
+
+def test_auto_falls_back_to_local_naming_every_reason(cluster_filters: ModuleType) -> None:
+    choice = cluster_filters.choose_provider("auto", "auto", CAPS_MISSING, PODMAN_BROKEN)
+    assert choice["provider"] == "local"
+    assert choice["message"] == (
+        "Provider local (auto), because kind cannot run here: on Docker: dockerd lacks "
+        "cap_sys_resource in its capability bounding set, on podman: podman is not installed."
+    )
+
+
+def test_auto_provider_with_a_fixed_runtime_tries_only_that_runtime(
+    cluster_filters: ModuleType,
+) -> None:
+    choice = cluster_filters.choose_provider("auto", "docker", CAPS_MISSING, PODMAN_OK)
+    assert choice["provider"] == "local"
+    assert choice["problems"] == {"docker": CAPS_MISSING}
+    podman = cluster_filters.choose_provider("auto", "podman", [], PODMAN_OK)
+    assert (podman["provider"], podman["runtime"]) == ("kind", "podman")
+
+
+def test_kind_that_cannot_run_keeps_the_first_runtime_for_its_checks(
+    cluster_filters: ModuleType,
+) -> None:
+    choice = cluster_filters.choose_provider("kind", "auto", CAPS_MISSING, PODMAN_BROKEN)
+    assert (choice["provider"], choice["runtime"]) == ("kind", "docker")
+    assert choice["problems"]["podman"] == ["podman is not installed"]
+
+
+def test_an_explicit_provider_is_kept_whatever_the_probes_say(cluster_filters: ModuleType) -> None:
+    for provider in ("local", "existing"):
+        choice = cluster_filters.choose_provider(provider, "auto", [], PODMAN_OK)
+        assert choice["provider"] == provider
+        assert choice["message"] == f"Provider {provider}: set by dra_cluster_provider."
+    kind = cluster_filters.choose_provider("kind", "auto", CAPS_MISSING, PODMAN_OK)
+    assert kind["runtime"] == "podman"
+    assert "kind's nodes run on podman (kind cannot run on Docker:" in kind["message"]
+
+
+# ---- how many kind nodes this machine holds ----------------------------------
+
+MEMINFO = "MemTotal:       24683584 kB\nMemFree:         1000000 kB\nMemAvailable:    {kib} kB\n"
+
+
+def test_nodes_fit_while_memory_available_covers_them(cluster_filters: ModuleType) -> None:
+    capacity = cluster_filters.kind_capacity(MEMINFO.format(kib=3 * 1024 * 1024), 3, 1024)
+    assert capacity == {
+        "fits": True,
+        "nodes": 3,
+        "max_nodes": 3,
+        "available_mib": 3072,
+        "needed_mib": 3072,
+    }
+
+
+def test_one_node_too_many_does_not_fit(cluster_filters: ModuleType) -> None:
+    capacity = cluster_filters.kind_capacity(MEMINFO.format(kib=3 * 1024 * 1024 - 1), 3, 1024)
+    assert capacity["fits"] is False
+    assert capacity["max_nodes"] == 2
+
+
+def test_unknown_memory_does_not_block(cluster_filters: ModuleType) -> None:
+    capacity = cluster_filters.kind_capacity("MemTotal: 1 kB\n", 50, 1024)
+    assert capacity["fits"] is True
+    assert capacity["max_nodes"] is None

@@ -64,6 +64,21 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("kind-name", {"dra_cluster_kind_name": "DRA_demo"}, ["dra_cluster_kind_name"]),
     (
+        "kind-node-name-too-long",
+        {"dra_cluster_kind_name": "a" * 50},
+        ["dra_cluster_kind_name", "not DNS labels", "a" * 50 + "-control-plane"],
+    ),
+    (
+        "kind-node-name-dot",
+        {"dra_cluster_kind_name": "dra.demo"},
+        ["dra_cluster_kind_name", "dra.demo-control-plane"],
+    ),
+    (
+        "kind-nodes-over-memory",
+        {"dra_cluster_provider": "kind", "dra_cluster_kind_workers": 100000},
+        ["dra_cluster_kind_workers=100000", "MemAvailable", "node(s) fit"],
+    ),
+    (
         "kind-feature-gate-value",
         {"dra_cluster_kind_feature_gates": {"DRAAdminAccess": "yes"}},
         ["dra_cluster_kind_feature_gates"],
@@ -169,25 +184,19 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
 ]
 
 
-def safety_net(tmp_path: Path) -> dict[str, Any]:
-    """Variables that keep a regressed run from changing this machine."""
-    return {
-        "dra_cluster_kind_binary": "/nonexistent/kind",
-        "dra_cluster_local_command": ["/nonexistent/localcluster"],
-        "dra_cluster_artifacts_dir": str(tmp_path / "artifacts"),
-        "dra_driver_artifacts_dir": str(tmp_path / "artifacts"),
-    }
-
-
 @pytest.mark.parametrize(
     ("bad_vars", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_invalid_input_fails_before_any_change(
-    run_playbook: Any, tmp_path: Path, bad_vars: dict[str, Any], expected: list[str]
+    run_playbook: Any,
+    tmp_path: Path,
+    safety_net: dict[str, Any],
+    bad_vars: dict[str, Any],
+    expected: list[str],
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
-    variables = safety_net(tmp_path)
+    variables = dict(safety_net)
     variables.update(
         {
             key: str(kubeconfig) if value == A_KUBECONFIG else value
@@ -219,12 +228,12 @@ KEY_VALUE_CASES = [
 
 @pytest.mark.parametrize(("assignment", "variable"), KEY_VALUE_CASES)
 def test_key_value_inputs_are_checked_as_numbers(
-    run_playbook: Any, tmp_path: Path, assignment: str, variable: str
+    run_playbook: Any, safety_net: dict[str, Any], assignment: str, variable: str
 ) -> None:
     result = run_playbook(
         "playbooks/site.yml",
         "--extra-vars",
-        json.dumps(safety_net(tmp_path)),
+        json.dumps(safety_net),
         "--extra-vars",
         assignment,
     )
@@ -236,15 +245,16 @@ def test_key_value_inputs_are_checked_as_numbers(
         assert marker not in result.output, f"bring-up task ran: {marker}\n{result.output}"
 
 
-def test_default_inputs_pass_the_input_phase(run_playbook: Any, tmp_path: Path) -> None:
+def test_default_inputs_pass_the_input_phase(
+    run_playbook: Any, tmp_path: Path, safety_net: dict[str, Any]
+) -> None:
     """The control case: with defaults, every input check passes.
 
     `--tags always` runs the input phase (and each role's own input checks)
     and nothing else, so this changes nothing either.
     """
-    variables = safety_net(tmp_path)
     result = run_playbook(
-        "playbooks/site.yml", "--tags", "always", "--extra-vars", json.dumps(variables)
+        "playbooks/site.yml", "--tags", "always", "--extra-vars", json.dumps(safety_net)
     )
     assert result.returncode == 0, result.output
     assert result.recap["changed"] == 0, result.output

@@ -2,6 +2,9 @@
 (tests/ansible/test_dra_cluster_filters.py):
 
 - which capabilities dockerd lacks (decoding /proc/<pid>/status's CapBnd);
+- why kind cannot run on Docker here, and which provider and container
+  runtime `auto` chooses from the probes (and why);
+- how many kind nodes this machine's memory holds;
 - how many nodes report Ready;
 - the inventory entry of every cluster node: the connection that reaches it,
   chosen here and only here from the node connection table in vars/main.yml.
@@ -46,6 +49,138 @@ def missing_capabilities(
         if not bounding >> bit & 1
     ]
     return {"known": True, "missing": missing}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def kind_docker_problems(
+    docker: Mapping[str, Any],
+    kind: Mapping[str, Any],
+    kind_min_version: str,
+    missing_caps: Iterable[str],
+) -> list[str]:
+    """Why kind cannot run its nodes on Docker here ([] when it can).
+
+    docker: {ok, error} of the Docker daemon probe; kind: {found, version,
+    executable, error} of `kind version`; missing_caps: capabilities dockerd's
+    bounding set lacks (privileged containers then fail "unable to apply caps").
+    """
+    problems = []
+    if not docker.get("ok"):
+        problems.append(
+            f"the Docker daemon is not reachable ({docker.get('error') or 'no answer'})"
+        )
+    if not kind.get("found"):
+        problems.append(
+            f"kind is not installed ({kind.get('executable')}: {kind.get('error') or 'not found'})"
+        )
+    elif _version(str(kind.get("version", "0"))) < _version(kind_min_version):
+        problems.append(f"kind {kind.get('version')} is older than {kind_min_version}")
+    missing = list(missing_caps)
+    if missing:
+        problems.append(
+            f"dockerd lacks {', '.join(missing)} in its capability bounding set, "
+            "so privileged containers (kind nodes) cannot start"
+        )
+    return problems
+
+
+_RUNTIME_LABELS = {"docker": "Docker", "podman": "podman"}
+
+
+def choose_provider(
+    provider: str,
+    runtime: str,
+    docker_problems: Iterable[str],
+    podman: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The provider and kind's container runtime this run uses, and why.
+
+    provider: auto | kind | local | existing (dra_cluster_provider); runtime:
+    auto | docker | podman (dra_cluster_kind_runtime). docker_problems: from
+    kind_docker_problems; podman: `kind_cluster probe`'s answer {ok, problem},
+    None when it was not probed (Docker was enough). `auto` runtimes try
+    Docker, then podman; the `auto` provider takes kind on the first runtime
+    that can run kind's nodes, else local. Returns {provider, runtime,
+    problems: {runtime: [reasons]}, message}; runtime is the one kind uses
+    (for kind that cannot run, the first one tried: its checks then fail
+    with these reasons).
+    """
+    candidates = ["docker", "podman"] if runtime == "auto" else [runtime]
+    problems: dict[str, list[str]] = {}
+    for candidate in candidates:
+        if candidate == "docker":
+            problems["docker"] = list(docker_problems)
+        elif podman is not None:
+            problems["podman"] = [] if podman.get("ok") else [str(podman.get("problem"))]
+        else:
+            problems["podman"] = ["podman was not probed"]
+        if not problems[candidate]:
+            break
+    usable = [candidate for candidate in problems if not problems[candidate]]
+    chosen_runtime = usable[0] if usable else candidates[0]
+
+    def failed(candidate: str) -> str:
+        return f"on {_RUNTIME_LABELS[candidate]}: {'; '.join(problems[candidate])}"
+
+    refused = [failed(c) for c in problems if problems[c]]
+    if provider != "auto":
+        chosen = provider
+        message = f"Provider {provider}: set by dra_cluster_provider."
+        if provider == "kind" and usable:
+            message += f" kind's nodes run on {_RUNTIME_LABELS[chosen_runtime]}"
+            message += f" (kind cannot run {', '.join(refused)})." if refused else "."
+    elif usable:
+        chosen = "kind"
+        message = (
+            f"Provider kind (auto): {_RUNTIME_LABELS[chosen_runtime]} can run kind's "
+            "privileged node containers here"
+        )
+        message += f"; kind cannot run {', '.join(refused)}." if refused else "."
+    else:
+        chosen = "local"
+        message = f"Provider local (auto), because kind cannot run here: {', '.join(refused)}."
+    return {
+        "provider": chosen,
+        "runtime": chosen_runtime,
+        "problems": problems,
+        "message": message,
+    }
+
+
+def kind_capacity(meminfo: str, nodes: int, node_mib: int) -> dict[str, Any]:
+    """Whether `nodes` kind nodes of about `node_mib` MiB each fit this machine.
+
+    meminfo is the text of /proc/meminfo; MemAvailable (memory that can be
+    had without swapping) is the limit. Returns {fits, nodes, max_nodes,
+    available_mib, needed_mib}; fits is true when MemAvailable is unknown.
+    """
+    available_kib = None
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                available_kib = int(fields[1])
+    needed_mib = nodes * node_mib
+    if available_kib is None:
+        return {
+            "fits": True,
+            "nodes": nodes,
+            "max_nodes": None,
+            "available_mib": None,
+            "needed_mib": needed_mib,
+        }
+    available_mib = available_kib // 1024
+    max_nodes = available_mib // node_mib
+    return {
+        "fits": nodes <= max_nodes,
+        "nodes": nodes,
+        "max_nodes": max_nodes,
+        "available_mib": available_mib,
+        "needed_mib": needed_mib,
+    }
 
 
 def ready_nodes(nodes: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -128,6 +263,9 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "dra_cluster_missing_capabilities": missing_capabilities,
+            "dra_cluster_kind_docker_problems": kind_docker_problems,
+            "dra_cluster_choose_provider": choose_provider,
+            "dra_cluster_kind_capacity": kind_capacity,
             "dra_cluster_ready_nodes": ready_nodes,
             "dra_cluster_node_hosts": node_hosts,
             "dra_cluster_per_node": per_node,
