@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from .settings import Settings
 
@@ -52,9 +53,18 @@ class KubeApi:
         )
 
     def deployment(self, namespace: str, name: str) -> JsonObject:
-        return self._json(
-            self._apps.read_namespaced_deployment(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-        )
+        try:
+            found = self._apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise AssertionError(
+                    f"Deployment {name} not found in namespace {namespace}: "
+                    "is the demo converged on this cluster (--multinode-deployment)?"
+                ) from None
+            raise
+        return self._json(found)
 
     def slices(self, field_selector: str = "") -> JsonObject:
         """The ResourceSlice list (items and metadata.resourceVersion)."""
