@@ -48,8 +48,11 @@ class KubeApi:
         return list(self._json(listing)["items"])
 
     def pod_log(self, namespace: str, pod: str) -> str:
+        """The pod's log, each line prefixed with the runtime's RFC 3339 timestamp."""
         return str(
-            self._core.read_namespaced_pod_log(pod, namespace, _request_timeout=REQUEST_TIMEOUT)
+            self._core.read_namespaced_pod_log(
+                pod, namespace, timestamps=True, _request_timeout=REQUEST_TIMEOUT
+            )
         )
 
     def deployment(self, namespace: str, name: str) -> JsonObject:

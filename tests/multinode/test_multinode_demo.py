@@ -11,8 +11,10 @@ changed (replicas, a killed kubelet) and waits for the converged demo again.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
@@ -28,6 +30,8 @@ CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 # What the driver logs when the kubelet confirms its registration
 # (driver_src/dra_file_driver/registration.py).
 REGISTERED_MESSAGE = "kubelet registered the plugin"
+# `logs --timestamps`: RFC 3339 with up to nanoseconds, which datetime cannot parse whole.
+LOG_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
 
 def names_on(state: Snapshot, node: str) -> list[str]:
@@ -72,18 +76,34 @@ def new_pod_served_on(node: str, old_names: set[str]) -> Callable[[Snapshot], li
     return problems
 
 
-def registrations_on(kube: KubeApi, settings: Settings, node: str) -> int:
-    """How often the kubelet confirmed the driver's registration on node (driver logs)."""
+def registrations_on(kube: KubeApi, settings: Settings, node: str) -> list[float]:
+    """When (Unix time) the kubelet confirmed the driver's registration on node.
+
+    From the driver pods' logs, with the timestamps the container runtime
+    adds to each line (the node shares this machine's clock).
+    """
     pods = [
         p
         for p in kube.pods(settings.driver_namespace, settings.driver_selector)
         if p["spec"].get("nodeName") == node
     ]
     assert pods, f"no driver pod on node {node}"
-    return sum(
-        kube.pod_log(settings.driver_namespace, p["metadata"]["name"]).count(REGISTERED_MESSAGE)
+    return sorted(
+        log_line_time(line)
         for p in pods
+        for line in kube.pod_log(settings.driver_namespace, p["metadata"]["name"]).splitlines()
+        if REGISTERED_MESSAGE in line
     )
+
+
+def log_line_time(line: str) -> float:
+    """Unix time of a log line from `logs --timestamps` (RFC 3339, up to nanoseconds)."""
+    stamp = line.split(" ", 1)[0]
+    match = LOG_TIMESTAMP.fullmatch(stamp)
+    assert match, f"log line without a timestamp: {line!r}"
+    seconds, fraction, zone = match.groups()
+    parsed = datetime.fromisoformat(seconds + ("+00:00" if zone == "Z" else zone))
+    return parsed.timestamp() + float(f"0.{fraction or 0}")
 
 
 def node_to_kill(kube: KubeApi, settings: Settings, nodes: tuple[str, ...]) -> str:
@@ -224,7 +244,6 @@ def test_kubelet_kill_leaves_other_nodes_serving_and_recovers(
         assert len(before.pods_on(node)) == 1, f"node {node} runs {before.pods_on(node)}"
     (victim_pod,), (other_pod,) = before.pods_on(victim), before.pods_on(other)
     victim_path = device_file_of(before, victim_pod)
-    registrations = registrations_on(kube, settings, victim)
     old_pid = shell.kubelet_pid(victim)
     assert old_pid is not None, f"no kubelet runs on node {victim}"
     restarts = shell.kubelet_restarts(victim)
@@ -233,7 +252,7 @@ def test_kubelet_kill_leaves_other_nodes_serving_and_recovers(
     with SliceWatch(kube, settings.driver_name, victim) as slices:
         assert slices.initial_uids, f"node {victim} has no slice before the kill"
         try:
-            killed_at = time.monotonic()
+            killed_at, killed_at_wall = time.monotonic(), time.time()
             shell.kill_kubelet(victim)
 
             # The other nodes keep serving: a pod deleted on one is replaced
@@ -266,12 +285,11 @@ def test_kubelet_kill_leaves_other_nodes_serving_and_recovers(
                 settings.timeout,
                 f"node {victim}'s slice published again",
             )
-            poll(
-                lambda: _more_registrations(kube, settings, victim, registrations),
+            registered_at_wall = poll(
+                lambda: _registered_since(kube, settings, victim, killed_at_wall),
                 settings.timeout,
                 f"the restarted kubelet on {victim} registering the driver",
             )
-            registered_at = time.monotonic()
 
             # The victim's pod ran on throughout: same pod, its name still there.
             state = demo.snapshot()
@@ -287,7 +305,7 @@ def test_kubelet_kill_leaves_other_nodes_serving_and_recovers(
                 f"kubelet kill -9 on {victim}, seconds after the kill: kubelet restarted "
                 f"by systemd {restarted_at - killed_at:.1f}, its slice deleted "
                 f"{deleted.at - killed_at:.1f} and back {back.at - killed_at:.1f} "
-                f"(recovery time), driver re-registered by {registered_at - killed_at:.1f}; "
+                f"(recovery time), driver re-registered {registered_at_wall - killed_at_wall:.1f}; "
                 f"meanwhile a pod deleted on {other} at {other_deleted_at - killed_at:.1f} "
                 f"was replaced and its name in {other}'s file by "
                 f"{other_served_at - killed_at:.1f}"
@@ -322,8 +340,9 @@ def _kubelet_restarted(shell: NodeShell, node: str, old_pid: int) -> tuple[int |
     return pid, []
 
 
-def _more_registrations(
-    kube: KubeApi, settings: Settings, node: str, before: int
-) -> tuple[int, list[str]]:
-    count = registrations_on(kube, settings, node)
-    return count, [] if count > before else [f"{count} registrations on {node}, {before} before"]
+def _registered_since(
+    kube: KubeApi, settings: Settings, node: str, since: float
+) -> tuple[float, list[str]]:
+    """The first registration of the driver on node after since (Unix time)."""
+    later = [t for t in registrations_on(kube, settings, node) if t > since]
+    return (later[0], []) if later else (0.0, [f"no registration on {node} logged since the kill"])
