@@ -135,21 +135,38 @@ def build_busybox_archive(destination: Path, busybox: Path = BUSYBOX_BINARY) -> 
     return write_image_archive(destination, BUSYBOX_IMAGE, entries, command=["sh"])
 
 
-def archive_references(archive: Path) -> list[str]:
-    """The image names a `docker save` archive carries."""
+def archive_images(archive: Path) -> dict[str, str]:
+    """The image names a `docker save` archive carries, each with its image ID
+    (the digest of its config). Reads only the archive's small index files."""
     try:
         with tarfile.open(archive) as tar:
             member = tar.extractfile("manifest.json")
             manifest = json.load(member) if member is not None else None
+            if not isinstance(manifest, list) or not all(isinstance(e, dict) for e in manifest):
+                raise ImageError(
+                    f"{archive} is not a `docker save` archive: unexpected manifest.json"
+                )
+            images: dict[str, str] = {}
+            for entry in manifest:
+                tags = entry.get("RepoTags") or []
+                if not tags:
+                    continue
+                config = tar.extractfile(str(entry.get("Config")))
+                if config is None:
+                    raise ImageError(f"{archive} is not a `docker save` archive: no config")
+                image_id = f"sha256:{hashlib.sha256(config.read()).hexdigest()}"
+                images.update((tag, image_id) for tag in tags)
     except (OSError, tarfile.TarError, KeyError, UnicodeDecodeError, ValueError) as error:
         raise ImageError(f"{archive} is not a `docker save` archive: {error}") from error
-    if not isinstance(manifest, list) or not all(isinstance(e, dict) for e in manifest):
-        raise ImageError(f"{archive} is not a `docker save` archive: unexpected manifest.json")
-    references = [tag for entry in manifest for tag in entry.get("RepoTags") or []]
-    if not references:
+    if not images:
         # Pods name their image; an untagged image could never be used.
         raise ImageError(f"{archive} holds no named image (its manifest has no RepoTags)")
-    return references
+    return images
+
+
+def archive_references(archive: Path) -> list[str]:
+    """The image names a `docker save` archive carries."""
+    return list(archive_images(archive))
 
 
 def normalize_reference(reference: str) -> str:
@@ -174,11 +191,31 @@ class NodeImages:
     socket: Path
 
     def import_archive(self, archive: Path) -> list[tuple[str, bool]]:
-        """Import a `docker save` archive; (stored reference, changed) per image it names."""
-        references = [normalize_reference(r) for r in archive_references(archive)]
-        before = {reference: self.digest(reference) for reference in references}
+        """Import a `docker save` archive; (stored reference, changed) per image it names.
+
+        When every name already holds the archive's image (same image ID), the
+        archive is not read again: importing it would change nothing, and a
+        driver image takes seconds to read.
+        """
+        wanted = {normalize_reference(r): i for r, i in archive_images(archive).items()}
+        if all(image_id in self.image_ids(ref) for ref, image_id in wanted.items()):
+            return [(reference, False) for reference in wanted]
+        before = {reference: self.digest(reference) for reference in wanted}
         self._ctr("images", "import", str(archive))
-        return [(ref, self.digest(ref) != before[ref]) for ref in references]
+        return [(ref, self.digest(ref) != before[ref]) for ref in wanted]
+
+    def image_ids(self, reference: str) -> set[str]:
+        """The image IDs (config digests) stored under `reference`: one per
+        platform for an index, none when the name is unknown."""
+        target = self.digest(reference)
+        pending, ids = [target] if target else [], set()
+        while pending:
+            document = json.loads(self._ctr("content", "get", pending.pop()))
+            pending.extend(m["digest"] for m in document.get("manifests") or [])
+            config = document.get("config") or {}
+            if config.get("digest"):
+                ids.add(str(config["digest"]))
+        return ids
 
     def digest(self, reference: str) -> str | None:
         """The manifest digest stored under `reference`, or None when there is none."""

@@ -15,6 +15,7 @@ from localcluster.images import (
     BUSYBOX_BINARY,
     ImageError,
     LayerEntry,
+    archive_images,
     archive_references,
     build_busybox_archive,
     normalize_reference,
@@ -74,6 +75,26 @@ def test_busybox_image_has_a_shell_and_the_demo_tools(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(layer)) as layer_tar:
         names = set(layer_tar.getnames())
     assert {"bin/busybox", "bin/sh", "bin/cat", "bin/sleep"} <= names
+
+
+def test_archive_images_name_each_image_with_its_id(tmp_path: Path) -> None:
+    one = write_image_archive(tmp_path / "1.tar", "x:1", [LayerEntry("a", content=b"1")])
+    other = write_image_archive(tmp_path / "2.tar", "x:1", [LayerEntry("a", content=b"2")])
+    manifest = json.loads(_read(one, "manifest.json"))
+    config_digest = hashlib.sha256(_read(one, manifest[0]["Config"])).hexdigest()
+    # The image ID is the digest of the image's config, as containerd stores it.
+    assert archive_images(one) == {"x:1": f"sha256:{config_digest}"}
+    # Same name, other content: another ID.
+    assert archive_images(other)["x:1"] != archive_images(one)["x:1"]
+
+
+def test_archive_whose_config_is_missing_is_refused(tmp_path: Path) -> None:
+    archive = _tar_with(
+        tmp_path / "image.tar",
+        {"manifest.json": b'[{"Config": "absent.json", "RepoTags": ["x:1"]}]'},
+    )
+    with pytest.raises(ImageError, match=re.escape("is not a `docker save` archive")):
+        archive_images(archive)
 
 
 @pytest.mark.parametrize(

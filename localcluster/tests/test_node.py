@@ -124,6 +124,32 @@ def test_an_imported_archive_runs_as_a_pod_and_importing_it_again_changes_nothin
     assert (phase, log.strip()) == ("Succeeded", token)
 
 
+def test_an_archive_of_new_content_under_a_known_name_is_imported(
+    local_cluster: ClusterHandle, run_image: Callable[[str], tuple[str, str]], tmp_path: Path
+) -> None:
+    # import-image skips reading an archive whose images the node holds
+    # already: "holds" must mean the same image ID, not only the same name.
+    reference = f"localcluster-test/echo:{uuid.uuid4().hex[:12]}"
+    stored = f"docker.io/{reference}"
+    cli = [*_cli(local_cluster), "import-image", "--json"]
+    for token in (uuid.uuid4().hex, uuid.uuid4().hex):
+        archive = write_image_archive(
+            tmp_path / f"{token}.tar",
+            reference,
+            [LayerEntry("bin/busybox", content=BUSYBOX_BINARY.read_bytes())],
+            entrypoint=["/bin/busybox", "echo"],
+            command=[token],
+        )
+        for changed in (True, False):
+            result = subprocess.run(
+                [*cli, str(archive)], capture_output=True, text=True, check=True
+            )
+            images = json.loads(result.stdout)["images"]
+            assert images == [{"reference": stored, "changed": changed}], token
+        phase, log = run_image(reference)
+        assert (phase, log.strip()) == ("Succeeded", token)
+
+
 def test_importing_a_file_that_is_no_image_archive_fails_clearly(
     local_cluster: ClusterHandle, tmp_path: Path
 ) -> None:
