@@ -129,6 +129,33 @@ def test_allocations_join_pods_claims_and_devices(demo_filters: ModuleType) -> N
     assert next(r for r in rows if r["name"] == "p-pending")["node"] == ""
 
 
+def test_pod_rows_say_whether_the_pod_is_ready_and_what_its_readiness_stands_for(
+    demo_filters: ModuleType,
+) -> None:
+    probe = ["sh", "-c", 'grep -qxF "$POD_NAME" /etc/dra/*']
+    ready = _pod("p-ready", "n1", "c1")
+    ready["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "True"},
+        {"type": "Ready", "status": "True"},
+    ]
+    ready["spec"]["containers"] = [
+        {"name": "sidecar", "readinessProbe": {"exec": {"command": ["true"]}}},
+        {"name": "app", "readinessProbe": {"exec": {"command": probe}}},
+    ]
+    not_ready = _pod("p-waiting", "n1", "c2")
+    not_ready["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    not_ready["spec"]["containers"] = [{"name": "app", "readinessProbe": {"httpGet": {}}}]
+    no_status = _pod("p-new", "n2", None)
+    del no_status["status"]
+    rows = {row["name"]: row for row in demo_filters.pod_rows([ready, not_ready, no_status])}
+    assert (rows["p-ready"]["ready"], rows["p-ready"]["probe"]) == (True, probe)
+    # An exec-less probe, or no app container at all, stands for nothing here.
+    assert (rows["p-waiting"]["ready"], rows["p-waiting"]["probe"]) == (False, None)
+    assert (rows["p-new"]["ready"], rows["p-new"]["probe"]) == (False, None)
+    assert rows["p-new"]["phase"] == "Unknown"
+    assert demo_filters.pod_rows([ready], container="sidecar")[0]["probe"] == ["true"]
+
+
 def test_expected_files_cover_every_offered_device(demo_filters: ModuleType) -> None:
     offer = demo_filters.device_offer(
         [_slice("n1", "file1", "file2"), _slice("n2", "file1")], "/etc/dra"

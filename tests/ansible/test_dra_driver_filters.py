@@ -68,3 +68,24 @@ def test_context_manifest_lists_files_sorted_and_skips_caches(driver_filters: Mo
     # A changed file changes the manifest (and so the image tag).
     files[0]["checksum"] = "b2"
     assert driver_filters.context_manifest(files, root + "/", ignored) != manifest
+
+
+def test_applied_objects_of_one_or_several_definitions(driver_filters: ModuleType) -> None:
+    daemonset = {"kind": "DaemonSet", "metadata": {"name": "d"}, "status": {"numberReady": 2}}
+    namespace = {"kind": "Namespace", "metadata": {"name": "n"}}
+    several = {
+        "changed": False,
+        "result": {
+            "results": [
+                {"changed": False, "method": "apply", "result": namespace},
+                {"changed": False, "method": "apply", "result": daemonset},
+            ]
+        },
+    }
+    one = {"changed": False, "method": "apply", "result": daemonset}
+    assert driver_filters.applied_objects(several, "DaemonSet") == [daemonset]
+    assert driver_filters.applied_objects(several, "Namespace") == [namespace]
+    assert driver_filters.applied_objects(one, "DaemonSet") == [daemonset]
+    assert driver_filters.applied_objects(one, "Namespace") == []
+    # A skipped task has no result.
+    assert driver_filters.applied_objects({"skipped": True}, "DaemonSet") == []

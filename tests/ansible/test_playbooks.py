@@ -36,7 +36,16 @@ def test_default_run_brings_up_and_verifies_but_never_cleans(run_playbook: Any) 
     tasks = listed_tasks(run_playbook)
     assert any(t.startswith("dra_cluster : Local | start the cluster") for t in tasks)
     assert any(t.startswith("dra_driver : Image | build the driver image") for t in tasks)
-    assert any(t.startswith("dra_demo : Demo | Deployment") for t in tasks)
+    assert any(
+        t.startswith("dra_driver : Driver | namespace, RBAC, admission policy and DaemonSet")
+        for t in tasks
+    )
+    assert any(
+        t.startswith(
+            "dra_demo : Demo | namespace, DeviceClass, ResourceClaimTemplate and Deployment"
+        )
+        for t in tasks
+    )
     # Role argument validation is tagged `always` by ansible-core, even for
     # the never-tagged clean entry points: it only validates, so ignore it.
     work = [t for t in tasks if "Validating arguments against arg spec" not in t]
@@ -52,8 +61,8 @@ def test_check_tag_only_verifies(run_playbook: Any) -> None:
         "Local | start",
         "Kind | create",
         "Image | build",
-        "Driver | DaemonSet",
-        "Demo | Deployment",
+        "and DaemonSet (waits",
+        "and Deployment (waits",
     ):
         assert not any(part in t for t in tasks), part
     assert not any(": Clean |" in t for t in tasks)
@@ -69,5 +78,5 @@ def test_clean_tag_removes_demo_then_driver_then_cluster(run_playbook: Any) -> N
     assert demo < driver < cluster
     empty_check = "dra_demo : Verify | read each device file on its node"
     assert demo < tasks.index(empty_check, demo) < driver
-    for part in ("Local | start", "Image | build", "Driver | DaemonSet", "Verify | summary"):
+    for part in ("Local | start", "Image | build", "and DaemonSet (waits", "Verify | summary"):
         assert not any(part in t for t in tasks), part

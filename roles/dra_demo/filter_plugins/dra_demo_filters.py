@@ -54,14 +54,32 @@ def device_capacity(offer: list[Mapping[str, Any]]) -> int | str:
     return len(offer)
 
 
-def pod_rows(pods: Iterable[Resource]) -> list[dict[str, Any]]:
-    """The demo pods as rows {name, node, phase, terminating}, sorted by name."""
+def _ready(pod: Resource) -> bool:
+    conditions = _get(pod, "status", "conditions", default=[])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _readiness_command(pod: Resource, container: str) -> list[str] | None:
+    for spec in _get(pod, "spec", "containers", default=[]):
+        if spec.get("name") == container:
+            command = _get(spec, "readinessProbe", "exec", "command")
+            return list(command) if command is not None else None
+    return None
+
+
+def pod_rows(pods: Iterable[Resource], container: str = "app") -> list[dict[str, Any]]:
+    """The demo pods as rows {name, node, phase, terminating, ready, probe},
+    sorted by name: `ready` is the pod's Ready condition, `probe` the exec
+    command of the readiness probe of its container `container` (None without
+    one), which is what that readiness stands for."""
     rows = [
         {
             "name": pod["metadata"]["name"],
             "node": _get(pod, "spec", "nodeName", default=""),
             "phase": _get(pod, "status", "phase", default="Unknown"),
             "terminating": _get(pod, "metadata", "deletionTimestamp") is not None,
+            "ready": _ready(pod),
+            "probe": _readiness_command(pod, container),
         }
         for pod in pods
     ]

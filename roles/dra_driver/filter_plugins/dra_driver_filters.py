@@ -61,6 +61,19 @@ def context_manifest(files: Iterable[Mapping[str, Any]], source_dir: str, ignore
     return "".join(sorted(lines))
 
 
+def applied_objects(applied: Mapping[str, Any], kind: str) -> list[Any]:
+    """The objects of kind `kind` as a kubernetes.core.k8s task left them (after
+    its wait): that module returns one object under `result`, or, given several
+    definitions, one entry per definition under `result.results`."""
+    result = applied.get("result") or {}
+    several = result.get("results")
+    if isinstance(several, list):
+        objects = [entry.get("result") for entry in several if isinstance(entry, Mapping)]
+    else:
+        objects = [result]
+    return [obj for obj in objects if isinstance(obj, Mapping) and obj.get("kind") == kind]
+
+
 class FilterModule:
     """dra_driver's filters."""
 
@@ -71,4 +84,5 @@ class FilterModule:
             "dra_driver_exclusive_devices": exclusive_devices,
             "dra_driver_pod_nodes": pod_nodes,
             "dra_driver_context_manifest": context_manifest,
+            "dra_driver_applied_objects": applied_objects,
         }
