@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from .settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_CONTEXT_PREFIX = "kind-"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 pytestmark = [pytest.mark.kind, pytest.mark.multinode]
 
@@ -51,13 +53,20 @@ def test_site_yml_refuses_another_node_count_and_changes_nothing(
             json.dumps(variables),
         ],
         cwd=REPO,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        # Plain text even under molecule, which forces colours on.
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "PY_COLORS": "0",
+        },
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    said = " ".join(run.stdout.split()).replace("''", "'")
+    said = " ".join(ANSI_ESCAPE.sub("", run.stdout).split()).replace("''", "'")
     assert run.returncode != 0, said
     assert (
         f"dra_cluster_kind_workers={asked_workers} asks for {asked_workers + 1} nodes, "
