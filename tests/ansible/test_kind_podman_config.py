@@ -36,13 +36,14 @@ def module_cluster_config(name: str, node_image: str, workers: int) -> Any:
     return yaml.safe_load(result.stdout)
 
 
-def kind_cluster_paths() -> dict[str, Any]:
+def kind_cluster_paths(env: dict[str, str] | None = None) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "localcluster.kind_cluster", "paths"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env=env,
     )
     paths: dict[str, Any] = json.loads(result.stdout)
     return paths
@@ -50,15 +51,7 @@ def kind_cluster_paths() -> dict[str, Any]:
 
 def test_paths_is_read_only_and_names_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    result = subprocess.run(
-        [sys.executable, "-m", "localcluster.kind_cluster", "paths"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={"LOCALCLUSTER_CACHE": str(cache), "PATH": "/usr/bin:/bin"},
-    )
-    paths = json.loads(result.stdout)
+    paths = kind_cluster_paths(env={"LOCALCLUSTER_CACHE": str(cache), "PATH": "/usr/bin:/bin"})
     assert paths["kind"] == str(cache / "bin" / "kind-v0.33.0" / "kind")
     assert paths["kind_present"] is False
     assert paths["containers_conf"] == str(cache / "podman" / "containers.conf")
