@@ -4,6 +4,11 @@ The order mirrors how a node joins a real cluster: storage, API server, the
 two control loops, then the runtime, the kubelet (which registers the node)
 and kube-proxy. `up` only starts what is not already running, so it is safe to
 repeat; when it fails, it takes down what it started and names the component.
+
+The Kubernetes client (about 0.5 s to import) and the PKI's cryptography are
+imported where `up` uses them, not at the top: `status`, `import-image` and
+`down`, which every playbook run calls, start without them
+(tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -20,9 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-
 from localcluster import components, featuregates, hoststate, images
 from localcluster.binaries import Binaries, BinarySource, ensure_binaries
 from localcluster.layout import (
@@ -36,7 +38,6 @@ from localcluster.layout import (
     SHIM_SOCKET_DIR,
     RunLayout,
 )
-from localcluster.pki import write_cluster_credentials
 from localcluster.processes import (
     ComponentError,
     Supervisor,
@@ -274,6 +275,8 @@ class LocalCluster:
             state.save(self.layout.state_file)
         hoststate.check_address_space(self.layout.network)
         hoststate.ensure_bridge(self.layout.network)
+        from localcluster.pki import write_cluster_credentials  # noqa: PLC0415 - see the module docstring
+
         write_cluster_credentials(self.layout, self.node_name)
         for name in missing:
             component = self._component(name, binaries)
@@ -329,10 +332,14 @@ class LocalCluster:
         )
 
     def _api(self) -> Any:
+        from kubernetes import client, config  # noqa: PLC0415 - see the module docstring
+
         api_client = config.new_client_from_config(str(self.kubeconfig), context=KUBECONFIG_CONTEXT)
         return client.CoreV1Api(api_client)
 
     def _wait_node_ready(self, timeout: float) -> None:
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
         api = self._api()
 
         def ready() -> bool:
@@ -349,6 +356,8 @@ class LocalCluster:
 
     def _run_smoke_pod(self, timeout: float) -> None:
         """Prove the node runs pods: a busybox pod prints a line and its log comes back."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
         api = self._api()
         manifest = {
             "apiVersion": "v1",
@@ -430,6 +439,8 @@ class LocalCluster:
 
 
 def _delete_pod_if_present(api: Any, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
     try:
         api.delete_namespaced_pod(name, "default", grace_period_seconds=0)
     except ApiException as error:
