@@ -1,4 +1,4 @@
-"""Crash-safe file replacement.
+"""Crash-safe file replacement, and durable appends.
 
 Every file the driver owns (checkpoint, CDI specs, device files) is replaced
 as a whole: the new content goes to a temporary file in the same directory
@@ -10,6 +10,11 @@ after it, so the change survives a power loss too. Only the checkpoint needs
 that: CDI specs and device files are derived from it, and the driver
 rewrites them from it at start before it serves anything, so for them the
 rename alone is enough (and saves two disk flushes per file and operation).
+
+The checkpoint's journal is the one file that grows by appends instead:
+append_durably writes one line and flushes it (fdatasync), which a crash
+can cut short but never reorder, so a reader only has to ignore a last line
+without its newline.
 
 Temporary files start with a dot and contain ``TEMP_MARKER`` so that nothing
 that loads a directory (container runtimes only read ``*.json``/``*.yaml``
@@ -98,3 +103,30 @@ def leftover_temp_files(directory: Path, target_prefix: str = "") -> list[Path]:
     except FileNotFoundError:
         return []
     return [e for e in entries if e.name.startswith(prefix) and TEMP_MARKER in e.name]
+
+
+def append_durably(path: Path, data: bytes) -> tuple[int, int, int]:
+    """Append data to the existing file path and flush it to disk.
+
+    Returns the file's (inode, mtime_ns, size) after the append. If the
+    append fails, the file is cut back to its old length; should that fail
+    too, what is left of data lacks its end (callers append whole lines, so
+    a reader sees a last line without its newline).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        old_size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            # fdatasync: the data and the new size, not the timestamps.
+            os.fdatasync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, old_size)
+            raise
+        st = os.fstat(fd)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    finally:
+        os.close(fd)

@@ -315,7 +315,7 @@ class DeviceState:
             # Stop answering for claims on their way out before their files go.
             self._ready = {uid: c for uid, c in self._ready.items() if uid not in removed}
         try:
-            self._checkpoint.save(list(claims.values()))
+            self._checkpoint.commit(claims.values(), list(added.values()), removed.keys())
         except OSError as exc:
             for change in batch:
                 change.fail(f"cannot update node state: {exc}", added.keys(), removed.keys())

@@ -298,10 +298,10 @@ def test_checkpoint_write_failure_changes_nothing(
     state = make_state()
     ref = add_claim(fake_claims, ["file1"], ["pod-a"])
 
-    def no_space(self: checkpoint.CheckpointFile, claims: Any) -> None:
+    def no_space(self: checkpoint.CheckpointFile, *change: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.CheckpointFile, "save", no_space)
+    monkeypatch.setattr(checkpoint.CheckpointFile, "commit", no_space)
     assert "No space left" in state.prepare([ref])[ref.uid].error
     monkeypatch.undo()
     assert file_lines(dirs.file_dir / "file1") == []
@@ -312,10 +312,18 @@ class SimulatedCrash(BaseException):
     """Stands for the process dying: nothing after it runs, nothing catches it."""
 
 
-def count_writes(monkeypatch: pytest.MonkeyPatch, crash_at: int | None) -> list[int]:
-    """Count durable file operations; raise SimulatedCrash before operation crash_at."""
-    counter = [0]
+def count_writes(
+    monkeypatch: pytest.MonkeyPatch, crash_at: int | None, *, torn: bool = False
+) -> list[int]:
+    """Count file operations; raise SimulatedCrash before operation crash_at.
+
+    torn: if operation crash_at is a checkpoint append, half of its line is
+    written first, as a crash in the middle of the write leaves it. Returns
+    [operations so far, lines torn].
+    """
+    counter = [0, 0]
     real_write, real_remove = atomicfile.write_atomically, atomicfile.remove
+    real_append = atomicfile.append_durably
 
     def step() -> None:
         counter[0] += 1
@@ -330,14 +338,23 @@ def count_writes(monkeypatch: pytest.MonkeyPatch, crash_at: int | None) -> list[
         step()
         return real_remove(path, durable=durable)
 
+    def append(path: Path, data: bytes) -> tuple[int, int, int]:
+        if torn and crash_at is not None and counter[0] + 1 == crash_at:
+            with path.open("ab") as f:
+                f.write(data[: len(data) // 2])
+            counter[1] += 1
+        step()
+        return real_append(path, data)
+
     monkeypatch.setattr(atomicfile, "write_atomically", write)
     monkeypatch.setattr(atomicfile, "remove", remove)
+    monkeypatch.setattr(atomicfile, "append_durably", append)
     return counter
 
 
-@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize(("shared", "torn"), [(False, False), (True, False), (False, True)])
 def test_crash_at_every_step_leaves_a_state_the_next_start_makes_consistent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool, torn: bool
 ) -> None:
     def scenario(state: DeviceState, fake: FakeClaimSource) -> None:
         a = add_claim(fake, ["file1"], ["pod-a"], name="a")
@@ -349,14 +366,14 @@ def test_crash_at_every_step_leaves_a_state_the_next_start_makes_consistent(
         state.prepare([c])
         state.unprepare([b, c])
 
-    def run(base: Path, crash_at: int | None) -> int:
+    def run(base: Path, crash_at: int | None) -> list[int]:
         fake = FakeClaimSource()
         dirs = NodeDirs(base / "plugin", base / "cdi", base / "files")
 
         state = new_state(dirs, fake, shared)
         state.start()
         with monkeypatch.context() as m:
-            counter = count_writes(m, crash_at)
+            counter = count_writes(m, crash_at, torn=torn)
             with contextlib.suppress(SimulatedCrash):
                 scenario(state, fake)
         state.close()  # the dead process's lock goes away with it
@@ -367,12 +384,13 @@ def test_crash_at_every_step_leaves_a_state_the_next_start_makes_consistent(
         restarted.unprepare([ClaimRef(c.namespace, c.name, c.uid) for c in claims])
         assert assert_consistent(dirs, FILE_COUNT) == []
         restarted.close()
-        return counter[0]
+        return counter
 
-    total = run(tmp_path / "full", None)
+    total = run(tmp_path / "full", None)[0]
     assert total >= 12  # checkpoint, spec and file writes for 5 operations
-    for crash_at in range(1, total + 1):
-        run(tmp_path / f"crash-{crash_at}", crash_at)
+    torn_lines = sum(run(tmp_path / f"crash-{n}", n)[1] for n in range(1, total + 1))
+    # Every change after the first snapshot is an append: 4 of the 5.
+    assert torn_lines == (4 if torn else 0)
 
 
 def test_concurrent_prepares_and_unprepares_lose_no_line(
@@ -425,17 +443,17 @@ def test_concurrent_changes_share_checkpoint_writes(
     refs = [add_claim(fake_claims, ["file1"], [f"pod-{i}"]) for i in range(20)]
     saves = 0
     first_save_started, release = threading.Event(), threading.Event()
-    real_save = checkpoint.CheckpointFile.save
+    real_commit = checkpoint.CheckpointFile.commit
 
-    def slow_first_save(self: checkpoint.CheckpointFile, claims: Any) -> None:
+    def slow_first_save(self: checkpoint.CheckpointFile, *change: Any) -> None:
         nonlocal saves
         saves += 1
         if saves == 1:
             first_save_started.set()
             release.wait(30)
-        real_save(self, claims)
+        real_commit(self, *change)
 
-    monkeypatch.setattr(checkpoint.CheckpointFile, "save", slow_first_save)
+    monkeypatch.setattr(checkpoint.CheckpointFile, "commit", slow_first_save)
     results: dict[str, str] = {}
 
     def prepare(ref: ClaimRef) -> None:
@@ -617,14 +635,14 @@ def test_probe_sees_a_commit_that_does_not_finish(
     state = make_state()
     ref = add_claim(fake_claims, ["file1"], ["pod-a"])
     saving, release = threading.Event(), threading.Event()
-    real_save = checkpoint.CheckpointFile.save
+    real_commit = checkpoint.CheckpointFile.commit
 
-    def stuck_save(self: checkpoint.CheckpointFile, claims: Any) -> None:
+    def stuck_save(self: checkpoint.CheckpointFile, *change: Any) -> None:
         saving.set()
         release.wait(30)
-        real_save(self, claims)
+        real_commit(self, *change)
 
-    monkeypatch.setattr(checkpoint.CheckpointFile, "save", stuck_save)
+    monkeypatch.setattr(checkpoint.CheckpointFile, "commit", stuck_save)
     worker = threading.Thread(target=state.prepare, args=([ref],))
     worker.start()
     try:
