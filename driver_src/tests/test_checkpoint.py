@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from dra_file_driver import atomicfile, checkpoint
+from dra_file_driver import checkpoint
 from dra_file_driver.checkpoint import CheckpointError, CheckpointFile
 from dra_file_driver.prepared import PreparedClaim, PreparedDevice
 
@@ -254,7 +255,7 @@ def test_a_failed_append_leaves_the_file_as_it_was(
         raise OSError(5, "Input/output error")
 
     with monkeypatch.context() as m:
-        m.setattr(atomicfile.os, "fdatasync", disk_error)
+        m.setattr(os, "fdatasync", disk_error)
         with pytest.raises(OSError, match="Input/output"):
             store.commit([*CLAIMS, THIRD], [THIRD], ())
     assert store.path.read_bytes() == before
