@@ -4,7 +4,7 @@ Runs the driver as a process against a real API server, the way the kubelet
 would use it, and prints figures; it asserts nothing about speed (that is
 what the printed numbers are for) and is not collected by pytest.
 
-    cd driver_src && python -m benchmarks.prepare_latency [--kubeconfig PATH]
+    cd driver_src && python -m benchmarks.prepare_latency [--kubeconfig PATH] [--go-driver PATH]
 
 Without --kubeconfig it starts (or reuses) the localcluster control plane and
 stops it afterwards if it started it. What is measured:
@@ -20,7 +20,9 @@ stops it afterwards if it started it. What is measured:
 
 The driver is started with the interpreter running the benchmark; set
 PYTHONPATH to another checkout's driver_src to measure that code instead
-(e.g. the code before a change).
+(e.g. the code before a change). With --go-driver the same figures are taken
+of kubernetes-sigs/dra-example-driver's kubelet plugin (a binary built by
+build_go_driver.sh), for a side-by-side comparison; see drivers.py.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +40,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import grpc
 from kubernetes import client, config
@@ -53,8 +56,11 @@ from tests.kubelet_client import Claim, KubeletClient
 
 from tests import cluster_kit
 
+from .drivers import DriverUnderTest, FileDriver, GoExampleDriver, RunningDriver, stop_driver
+
 CONCURRENCY = (1, 8, 64)
 IDLE_SECONDS = 3.0
+START_TIMEOUT = 60.0
 PODS = 64  # claims are reserved for these pods, round robin
 
 
@@ -77,8 +83,13 @@ def timed_calls(calls: Sequence[Callable[[], None]], concurrency: int) -> tuple[
             latencies.append(elapsed)
 
     wall_start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
         list(pool.map(run, calls))
+    finally:
+        # On a failure or a signal, drop the calls not yet started (the
+        # default would make them all first) and let the driver be stopped.
+        pool.shutdown(wait=True, cancel_futures=True)
     return latencies, time.perf_counter() - wall_start
 
 
@@ -98,15 +109,24 @@ def api_server(kubeconfig: Path | None) -> Iterator[Path]:
             cluster.down()
 
 
-def make_claims(api: client.ApiClient, ns: str, node: str, count: int, devices: int) -> list[Claim]:
+def make_claims(
+    api: client.ApiClient, ns: str, node: str, count: int, driver: DriverUnderTest
+) -> list[Claim]:
+    """Claims allocated as the scheduler would for driver: its device i, pool node."""
     pods = [cluster_kit.pending_pod(api, ns, f"bench-pod-{i}") for i in range(PODS)]
 
     def make(i: int) -> Claim:
-        claim = cluster_kit.create_claim(api, ns, name=f"bench-claim-{i}")
+        claim = cluster_kit.create_claim(
+            api,
+            ns,
+            name=f"bench-claim-{i}",
+            requests=(driver.request,),
+            device_class=driver.driver_name,
+        )
         allocated = cluster_kit.allocate(
             api,
             claim,
-            [cluster_kit.result(f"file{1 + i % devices}", node)],
+            [cluster_kit.result(driver.device(i), node, driver.request, driver.driver_name)],
             reserved_for=[pods[i % PODS]],
         )
         return cluster_kit.as_claim(allocated)
@@ -115,11 +135,20 @@ def make_claims(api: client.ApiClient, ns: str, node: str, count: int, devices: 
         return list(pool.map(make, range(count)))
 
 
-def wait_answering(registration: Path, process: subprocess.Popen[bytes]) -> None:
+def wait_answering(driver: RunningDriver) -> None:
     """Return once the registration socket answers GetInfo."""
+    registration = driver.registration_socket
+    deadline = time.monotonic() + START_TIMEOUT
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"driver exited with {process.returncode}")
+        if driver.process.poll() is not None:
+            raise RuntimeError(
+                f"driver exited with {driver.process.returncode}:\n{log_tail(driver.log_path)}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"no GetInfo answer on {registration} within {START_TIMEOUT:.0f} s:\n"
+                f"{log_tail(driver.log_path)}"
+            )
         if registration.exists():
             kubelet = KubeletClient(registration)
             try:
@@ -132,17 +161,26 @@ def wait_answering(registration: Path, process: subprocess.Popen[bytes]) -> None
         time.sleep(0.002)
 
 
-def measure_startup(base: Path, kubeconfig: Path, node: str, runs: int) -> list[float]:
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def measure_startup(
+    driver: DriverUnderTest, base: Path, kubeconfig: Path, node: str, runs: int
+) -> list[float]:
     times = []
     for run in range(runs):
         run_dir = base / f"startup-{run}"
         start = time.perf_counter()
-        proc = cluster_kit.start_driver_process(run_dir_ready(run_dir), kubeconfig, node)
+        proc = driver.start_plain(run_dir_ready(run_dir), kubeconfig, node)
         try:
-            wait_answering(proc.registration_socket, proc.process)
+            wait_answering(proc)
             times.append(time.perf_counter() - start)
         finally:
-            proc.stop()
+            stop_driver(proc)
     return times
 
 
@@ -219,39 +257,35 @@ def print_markdown(
     )
 
 
-def benchmark(kubeconfig: Path, base: Path, args: argparse.Namespace) -> None:
+def benchmark(
+    driver: DriverUnderTest, kubeconfig: Path, base: Path, args: argparse.Namespace
+) -> None:
     api = config.new_client_from_config(str(kubeconfig))
     version = client.VersionApi(api).get_code().git_version
+    print(f"driver under test: {driver.describe()}")
     print(
         f"API server {version}; {args.claims} claims, {args.file_count} shared devices, "
         "one claim per call"
     )
     with cluster_kit.fake_node(api) as node, cluster_kit.namespace(api) as ns:
         setup_start = time.perf_counter()
-        claims = make_claims(api, ns, node, args.claims, args.file_count)
+        claims = make_claims(api, ns, node, args.claims, driver)
         print(
             f"created {len(claims)} allocated claims in {time.perf_counter() - setup_start:.1f} s"
         )
 
-        startup = [s * 1000 for s in measure_startup(base, kubeconfig, node, args.startup_runs)]
+        startup = [
+            s * 1000 for s in measure_startup(driver, base, kubeconfig, node, args.startup_runs)
+        ]
         print(
             f"start-up to GetInfo answered: median {statistics.median(startup):.0f} ms "
             f"(min {min(startup):.0f}, max {max(startup):.0f}, {len(startup)} runs)"
         )
 
-        proc = cluster_kit.start_driver_process(
-            run_dir_ready(base / "bench"),
-            kubeconfig,
-            node,
-            "--shared",
-            "--file-count",
-            str(args.file_count),
-            "--log-level",
-            "warning",
-        )
+        proc = driver.start_loaded(run_dir_ready(base / "bench"), kubeconfig, node)
         kubelet = KubeletClient(proc.registration_socket)
         try:
-            wait_answering(proc.registration_socket, proc.process)
+            wait_answering(proc)
             time.sleep(IDLE_SECONDS)
             idle = memory_kib(proc.process.pid)
             kubelet.register()
@@ -259,7 +293,7 @@ def benchmark(kubeconfig: Path, base: Path, args: argparse.Namespace) -> None:
             memory = memory_kib(proc.process.pid)
         finally:
             kubelet.close()
-            proc.stop()
+            stop_driver(proc)
         print_ratios(rows)
         print(
             f"driver memory: RSS idle ({IDLE_SECONDS:.0f} s after start) "
@@ -276,14 +310,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--claims", type=int, default=1000, help="claims per level")
     parser.add_argument("--file-count", type=int, default=8, help="shared devices on the node")
     parser.add_argument("--startup-runs", type=int, default=10)
+    parser.add_argument(
+        "--go-driver",
+        type=Path,
+        metavar="PATH",
+        help="measure this dra-example-kubeletplugin binary (built by build_go_driver.sh) "
+        "instead of this project's driver",
+    )
     args = parser.parse_args(argv)
+    driver = under_test(args)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     base = Path(tempfile.mkdtemp(prefix="dra-bench-", dir="/tmp"))
     try:
         with api_server(args.kubeconfig) as kubeconfig:
-            benchmark(kubeconfig, base, args)
+            benchmark(driver, kubeconfig, base, args)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+def under_test(args: argparse.Namespace) -> DriverUnderTest:
+    if args.go_driver is None:
+        return FileDriver(file_count=args.file_count)
+    if not os.access(args.go_driver, os.X_OK):
+        raise SystemExit(f"--go-driver {args.go_driver}: not an executable file")
+    return GoExampleDriver(binary=args.go_driver.resolve(), device_count=args.file_count)
+
+
+def exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    """Unwind on SIGTERM as on Ctrl-C, so that the driver and the control plane are stopped.
+
+    Python's default for SIGTERM ends the process at once, leaving the driver
+    process (and a control plane it started) running. Later SIGTERMs are
+    ignored so that they cannot cut the clean-up short.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
 
 
 def check(answer: Mapping[str, object]) -> None:
