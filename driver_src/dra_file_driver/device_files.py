@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import atomicfile
 from .devices import DEVICE_NAME_PREFIX
+from .prepared import PreparedClaim
 
 
 def render(pod_names: Iterable[str]) -> bytes:
@@ -30,3 +31,43 @@ def write(path: Path, pod_names: Iterable[str]) -> bool:
 
 def leftover_temp_files(directory: Path) -> list[Path]:
     return atomicfile.leftover_temp_files(directory, DEVICE_NAME_PREFIX)
+
+
+class PodIndex:
+    """Which pod names each device file must list, kept up to date claim by claim.
+
+    A device file lists the pods of every prepared claim that holds it, in
+    the order the claims were prepared. Deriving that from all prepared
+    claims on each change would cost O(claims) per prepare; the index is
+    updated with the claims a change adds and removes instead, so a change
+    costs O(claims holding the files it touches).
+    """
+
+    def __init__(self, device_paths: Iterable[str]) -> None:
+        self._device_paths = tuple(device_paths)
+        # path -> {claim UID: pod names}; dicts keep the order of preparing.
+        self._pods: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def reset(self, claims: Iterable[PreparedClaim]) -> None:
+        self._pods = {path: {} for path in self._device_paths}
+        for claim in claims:
+            self.add(claim)
+
+    def add(self, claim: PreparedClaim) -> None:
+        for path in dict.fromkeys(d.path for d in claim.devices):
+            self._pods.setdefault(path, {})[claim.uid] = claim.pods
+
+    def remove(self, claim: PreparedClaim) -> None:
+        for path in dict.fromkeys(d.path for d in claim.devices):
+            holders = self._pods.get(path)
+            if holders is not None:
+                holders.pop(claim.uid, None)
+                if not holders and path not in self._device_paths:
+                    del self._pods[path]  # a file of an old configuration
+
+    def paths(self) -> list[str]:
+        """Every file the driver writes: its devices' and any a prepared claim holds."""
+        return list(self._pods)
+
+    def pods(self, path: str) -> list[str]:
+        return [pod for pods in self._pods.get(path, {}).values() for pod in pods]

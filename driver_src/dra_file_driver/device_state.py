@@ -107,6 +107,8 @@ class DeviceState:
         self._claim_source = claim_source
         self._checkpoint = CheckpointFile(plugin_dir)
         self._cdi = cdi.SpecDirectory(cdi_dir, driver_name)
+        # The pods each device file lists, following _claims.
+        self._pod_index = device_files.PodIndex(str(d.path) for d in devices)
         # What the checkpoint holds; changed only under the lock.
         self._claims: dict[str, PreparedClaim] = {}
         # The committed claims whose CDI spec and device files are written:
@@ -321,6 +323,10 @@ class DeviceState:
                 change.fail(f"cannot update node state: {exc}", added.keys(), removed.keys())
             return
         self._claims = claims
+        for claim in removed.values():
+            self._pod_index.remove(claim)
+        for claim in added.values():
+            self._pod_index.add(claim)
         try:
             for claim in added.values():
                 self._cdi.write(claim)
@@ -345,7 +351,8 @@ class DeviceState:
         Returns the new claims, and the claims added to and removed from disk.
         """
         claims = dict(self._claims)
-        holders = {d.device: c for c in claims.values() for d in c.devices}
+        # Who holds each device: only exclusive mode asks (O(claims) to build).
+        holders = {} if self._shared else {d.device: c for c in claims.values() for d in c.devices}
         added: dict[str, PreparedClaim] = {}
         removed: dict[str, PreparedClaim] = {}
         for change in batch:
@@ -418,7 +425,8 @@ class DeviceState:
     def _reconcile(self) -> None:
         """Make CDI specs and device files agree with the checkpoint on disk."""
         self._claims = {c.uid: c for c in self._checkpoint.load()}
-        file_dirs = {Path(p).parent for p in self._device_file_contents(None)}
+        self._pod_index.reset(self._claims.values())
+        file_dirs = {Path(p).parent for p in self._pod_index.paths()}
         leftovers = [
             *self._checkpoint.leftover_temp_files(),
             *self._cdi.leftover_temp_files(),
@@ -437,25 +445,10 @@ class DeviceState:
         self._ready = self._claims
         self._dirty = False
 
-    def _device_file_contents(self, paths: set[str] | None) -> dict[str, list[str]]:
-        """Device files (all if paths is None) and the pod names they must list.
-
-        Runs on every state change over every prepared claim, so it sticks to
-        plain strings (Path objects made it the most expensive step).
-        """
-        contents: dict[str, list[str]] = {str(d.path): [] for d in self._devices.values()}
-        if paths is not None:
-            contents = {p: [] for p in paths}
-        for claim in self._claims.values():
-            for path in {d.path for d in claim.devices}:
-                if paths is None or path in paths:
-                    contents.setdefault(path, []).extend(claim.pods)
-        return contents
-
-    def _write_device_files(self, paths: set[str] | None) -> None:
-        """Rewrite the given device files (all if None) from the checkpoint."""
-        for path, pods in self._device_file_contents(paths).items():
-            device_files.write(Path(path), pods)
+    def _write_device_files(self, paths: Iterable[str] | None) -> None:
+        """Rewrite the given device files (all if None) from the prepared claims."""
+        for path in self._pod_index.paths() if paths is None else paths:
+            device_files.write(Path(path), self._pod_index.pods(path))
 
 
 def _log_changes(added: Sequence[PreparedClaim], removed: Sequence[PreparedClaim]) -> None:

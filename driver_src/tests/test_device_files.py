@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dra_file_driver import atomicfile, device_files
+from dra_file_driver.prepared import PreparedClaim, PreparedDevice
 
 
 def test_render_one_name_per_line_without_duplicates() -> None:
@@ -92,3 +93,34 @@ def test_only_durable_writes_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert flushed == []
     atomicfile.write_atomically(tmp_path / "state", b"x")
     assert len(flushed) == 2  # the file, then its directory
+
+
+def _claim(uid: str, pods: tuple[str, ...], *paths: str) -> PreparedClaim:
+    devices = tuple(PreparedDevice(f"r{i}", "node", f"d{i}", p) for i, p in enumerate(paths))
+    return PreparedClaim(uid, "ns", uid, pods, devices)
+
+
+def test_pod_index_lists_pods_in_the_order_claims_were_prepared() -> None:
+    index = device_files.PodIndex(["/f/file1", "/f/file2"])
+    a, b = _claim("a", ("pa",), "/f/file1"), _claim("b", ("pb1", "pb2"), "/f/file1", "/f/file1")
+    c = _claim("c", ("pc",), "/f/file2", "/f/file1")
+    index.reset([a, b])
+    index.add(c)
+    assert index.pods("/f/file1") == ["pa", "pb1", "pb2", "pc"]
+    assert index.pods("/f/file2") == ["pc"]
+    index.remove(a)
+    index.add(a)  # prepared again: now the last
+    assert index.pods("/f/file1") == ["pb1", "pb2", "pc", "pa"]
+    index.reset([c])
+    assert index.pods("/f/file1") == ["pc"]
+
+
+def test_pod_index_keeps_a_file_of_an_old_configuration_only_while_claimed() -> None:
+    index = device_files.PodIndex(["/f/file1"])
+    old = _claim("old", ("p",), "/old/file9")
+    index.reset([old])
+    assert index.paths() == ["/f/file1", "/old/file9"]
+    index.remove(old)
+    assert index.paths() == ["/f/file1"]
+    assert index.pods("/f/file1") == []
+    assert index.pods("/old/file9") == []
