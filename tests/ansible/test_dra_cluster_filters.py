@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -287,3 +288,148 @@ def test_unknown_memory_does_not_block(cluster_filters: ModuleType) -> None:
     capacity = cluster_filters.kind_capacity("MemTotal: 1 kB\n", 50, 1024)
     assert capacity["fits"] is True
     assert capacity["max_nodes"] is None
+
+
+IMAGE_ID = "sha256:5d57fec7c477eb1ecfe9cb608bb21a41853d184ed3692fb2d99a90643c5439d6"
+
+
+def _inspecti(
+    node: str, rc: int, image_id: str | None = None, stdout: str | None = None
+) -> dict[str, Any]:
+    """One loop result of `crictl inspecti --quiet <image>` on `node` (raw)."""
+    if stdout is None:
+        stdout = (
+            json.dumps({"status": {"id": image_id, "repoTags": ["docker.io/library/x:1"]}})
+            if image_id
+            else ""
+        )
+    return {"item": node, "rc": rc, "stdout": stdout}
+
+
+def test_nodes_without_image_keeps_only_nodes_holding_that_id(cluster_filters: ModuleType) -> None:
+    results = [
+        _inspecti("cp", 0, IMAGE_ID),
+        _inspecti("w1", 1),  # crictl: no such image
+        _inspecti("w2", 0, "sha256:" + "0" * 64),  # same name, other content
+        _inspecti("w3", 0, stdout="not json"),
+        {"item": "w4", "skipped": True},
+    ]
+    assert cluster_filters.nodes_without_image(results, IMAGE_ID) == ["w1", "w2", "w3", "w4"]
+
+
+def test_nodes_without_image_with_every_node_holding_it(cluster_filters: ModuleType) -> None:
+    results = [_inspecti("cp", 0, IMAGE_ID), _inspecti("w1", 0, IMAGE_ID)]
+    assert cluster_filters.nodes_without_image(results, IMAGE_ID) == []
+
+
+def test_nodes_without_image_with_no_known_id_loads_everywhere(cluster_filters: ModuleType) -> None:
+    # An unknown ID proves nothing: every node gets the archive.
+    results = [_inspecti("cp", 0, IMAGE_ID)]
+    assert cluster_filters.nodes_without_image(results, "") == ["cp"]
+
+
+# ---- input rules ------------------------------------------------------------
+PATTERNS = {
+    "dns_label": VARS["__dra_cluster_dns_label_pattern"],
+    "dns_subdomain": VARS["__dra_cluster_dns_subdomain_pattern"],
+}
+GOOD_INPUTS: dict[str, Any] = {
+    "dra_cluster_provider": "auto",
+    "dra_cluster_min_kubernetes_version": "1.34.0",
+    "dra_cluster_nodes_ready_timeout": 300,
+    "dra_cluster_kind_create_wait": 300,
+    "dra_cluster_kind_name": "dra-demo",
+    "dra_cluster_kind_workers": 2,
+    "dra_cluster_kind_min_version": "0.30.0",
+    "dra_cluster_kind_node_image": "",
+    "dra_cluster_kind_feature_gates": {"DRAAdminAccess": True},
+    "dra_cluster_local_feature_gates": {},
+    "dra_cluster_kind_runtime_config": {"resource.k8s.io/v1beta2": "true", "api/all": False},
+    "dra_cluster_kind_extra_mounts": [{"hostPath": "/a", "containerPath": "/b"}],
+    "dra_cluster_local_command": ["/venv/bin/localcluster"],
+    "dra_cluster_local_run_dir": "/var/lib/dra-localcluster",
+    "dra_cluster_local_kubernetes_version": "v1.37.2",
+    "dra_cluster_local_node_name": "dra-node",
+    "dra_cluster_existing_kubeconfig": "",
+}
+
+
+def test_good_cluster_inputs_have_no_problem(cluster_filters: ModuleType) -> None:
+    assert cluster_filters.input_problems(GOOD_INPUTS, PATTERNS) == []
+    as_strings = {
+        **GOOD_INPUTS,
+        "dra_cluster_kind_workers": "0",
+        "dra_cluster_kind_create_wait": "9",
+    }
+    assert cluster_filters.input_problems(as_strings, PATTERNS) == []
+    tagged = {**GOOD_INPUTS, "dra_cluster_kind_node_image": "kindest/node:v1.34.0@sha256:ab"}
+    assert cluster_filters.input_problems(tagged, PATTERNS) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"dra_cluster_min_kubernetes_version": "1.33"}, "dra_cluster_min_kubernetes_version=1.33"),
+        (
+            {"dra_cluster_min_kubernetes_version": "v1.35"},
+            "dra_cluster_min_kubernetes_version=v1.35",
+        ),
+        ({"dra_cluster_nodes_ready_timeout": 0}, "dra_cluster_nodes_ready_timeout=0"),
+        ({"dra_cluster_kind_create_wait": "soon"}, "dra_cluster_kind_create_wait=soon"),
+        ({"dra_cluster_kind_workers": -1}, "dra_cluster_kind_workers=-1"),
+        ({"dra_cluster_kind_name": "DRA_demo"}, "dra_cluster_kind_name=DRA_demo"),
+        ({"dra_cluster_kind_name": "a" * 50}, "a" * 50 + "-control-plane"),
+        ({"dra_cluster_kind_min_version": "0.30"}, "dra_cluster_kind_min_version=0.30"),
+        ({"dra_cluster_kind_node_image": "kindest/node:v1.33.1"}, "(found 1.33.1)"),
+        ({"dra_cluster_kind_node_image": "kindest/node:latest"}, "(found no vX.Y.Z tag)"),
+        (
+            {"dra_cluster_kind_feature_gates": {"DRAAdminAccess": "yes"}},
+            "dra_cluster_kind_feature_gates",
+        ),
+        (
+            {"dra_cluster_local_feature_gates": {"dra-admin": True}},
+            "dra_cluster_local_feature_gates",
+        ),
+        (
+            {"dra_cluster_kind_runtime_config": {"resource.k8s.io/v1": "maybe"}},
+            "dra_cluster_kind_runtime_config",
+        ),
+        (
+            {"dra_cluster_kind_runtime_config": {"Resource/V1": "true"}},
+            "dra_cluster_kind_runtime_config",
+        ),
+        ({"dra_cluster_kind_extra_mounts": [{"hostPath": "/a"}]}, "dra_cluster_kind_extra_mounts"),
+        ({"dra_cluster_local_command": []}, "dra_cluster_local_command"),
+        ({"dra_cluster_local_run_dir": "run"}, "dra_cluster_local_run_dir=run"),
+        (
+            {"dra_cluster_local_kubernetes_version": "v1.33.0"},
+            "dra_cluster_local_kubernetes_version=v1.33.0",
+        ),
+        (
+            {"dra_cluster_local_kubernetes_version": "1.37.2"},
+            "dra_cluster_local_kubernetes_version=1.37.2",
+        ),
+        ({"dra_cluster_local_node_name": "Node_1"}, "dra_cluster_local_node_name=Node_1"),
+        ({"dra_cluster_provider": "existing"}, "dra_cluster_existing_kubeconfig"),
+    ],
+)
+def test_each_broken_cluster_rule_is_one_message_naming_it(
+    cluster_filters: ModuleType, changes: dict[str, Any], named: str
+) -> None:
+    problems = cluster_filters.input_problems({**GOOD_INPUTS, **changes}, PATTERNS)
+    assert len(problems) == 1, problems
+    assert named in problems[0]
+
+
+def test_versions_are_compared_as_numbers(cluster_filters: ModuleType) -> None:
+    # 1.100 is later than 1.34 (a string comparison would say otherwise), and a
+    # higher minimum applies to the local and kind node versions.
+    later = {**GOOD_INPUTS, "dra_cluster_min_kubernetes_version": "1.100"}
+    problems = cluster_filters.input_problems(later, PATTERNS)
+    assert [p.split("=")[0] for p in problems] == ["dra_cluster_local_kubernetes_version"]
+
+
+def test_kind_node_names(cluster_filters: ModuleType) -> None:
+    assert cluster_filters.kind_node_names("d", 0) == ["d-control-plane"]
+    assert cluster_filters.kind_node_names("d", 1) == ["d-control-plane", "d-worker"]
+    assert cluster_filters.kind_node_names("d", 3) == ["d-control-plane", "d-worker3"]

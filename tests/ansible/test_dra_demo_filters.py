@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 DRIVER = "file.dra.example.com"
 
@@ -209,3 +211,47 @@ def test_file_contents_and_summary(demo_filters: ModuleType) -> None:
         "node-long-name  file1   /etc/dra/file1  p1, p2",
         "n2              file1   /etc/dra/file1  (empty)",
     ]
+
+
+# ---- input rules ------------------------------------------------------------
+DEMO_VARS = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "roles/dra_demo/vars/main.yml").read_text()
+)
+PATTERNS = {
+    "dns_label": DEMO_VARS["__dra_demo_dns_label_pattern"],
+    "dns_subdomain": DEMO_VARS["__dra_demo_dns_subdomain_pattern"],
+}
+GOOD_INPUTS: dict[str, Any] = {
+    "dra_demo_replicas": 0,
+    "dra_demo_wait_timeout": 300,
+    "dra_demo_namespace": "dra-demo",
+    "dra_demo_device_class_name": "file.dra.example.com",
+    "dra_demo_claim_template_name": "file-claim-template",
+    "dra_demo_deployment_name": "dra-test-deployment",
+}
+
+
+def test_good_demo_inputs_have_no_problem(demo_filters: ModuleType) -> None:
+    assert demo_filters.input_problems(GOOD_INPUTS, PATTERNS) == []
+    assert demo_filters.input_problems({**GOOD_INPUTS, "dra_demo_replicas": "3"}, PATTERNS) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"dra_demo_replicas": -1}, "dra_demo_replicas=-1"),
+        ({"dra_demo_replicas": "some"}, "dra_demo_replicas=some"),
+        ({"dra_demo_wait_timeout": "0"}, "dra_demo_wait_timeout=0"),
+        ({"dra_demo_namespace": "Demo"}, "dra_demo_namespace=Demo"),
+        ({"dra_demo_namespace": "dra.demo"}, "dra_demo_namespace=dra.demo"),
+        ({"dra_demo_device_class_name": "File"}, "dra_demo_device_class_name=File"),
+        ({"dra_demo_claim_template_name": "a_b"}, "dra_demo_claim_template_name=a_b"),
+        ({"dra_demo_deployment_name": "x\n"}, "dra_demo_deployment_name=x"),
+    ],
+)
+def test_each_broken_demo_rule_is_one_message_naming_the_variable(
+    demo_filters: ModuleType, changes: dict[str, Any], named: str
+) -> None:
+    problems = demo_filters.input_problems({**GOOD_INPUTS, **changes}, PATTERNS)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(named)

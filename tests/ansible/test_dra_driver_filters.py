@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
+import yaml
+
+DRIVER_VARS = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "roles/dra_driver/vars/main.yml").read_text()
+)
 
 
 def _slice(node: str, *devices: str, shared: bool | None = None) -> dict[str, Any]:
@@ -89,3 +97,88 @@ def test_applied_objects_of_one_or_several_definitions(driver_filters: ModuleTyp
     assert driver_filters.applied_objects(one, "Namespace") == []
     # A skipped task has no result.
     assert driver_filters.applied_objects({"skipped": True}, "DaemonSet") == []
+
+
+# ---- input rules ------------------------------------------------------------
+LIMITS = {
+    "name_max": DRIVER_VARS["__dra_driver_name_max"],
+    "file_count_max": DRIVER_VARS["__dra_driver_file_count_max"],
+    "attribute_max": DRIVER_VARS["__dra_driver_attribute_max"],
+    "dns_label": DRIVER_VARS["__dra_driver_dns_label_pattern"],
+    "dns_subdomain": DRIVER_VARS["__dra_driver_dns_subdomain_pattern"],
+}
+GOOD_INPUTS: dict[str, Any] = {
+    "dra_driver_name": "file.dra.example.com",
+    "dra_driver_namespace": "dra-system",
+    "dra_driver_file_count": 4,
+    "dra_driver_file_dir": "/etc/dra",
+    "dra_driver_health_port": 8081,
+    "dra_driver_metrics_port": 8080,
+    "dra_driver_wait_timeout": 300,
+    "dra_driver_image_name": "dra-file-driver",
+    "dra_driver_registry": "",
+    "dra_driver_image": "",
+    "dra_driver_image_via_registry": False,
+}
+
+
+def test_good_inputs_have_no_problem(driver_filters: ModuleType) -> None:
+    assert driver_filters.input_problems(GOOD_INPUTS, LIMITS) == []
+    # -e name=value passes strings: numbers are read as numbers.
+    as_strings = {**GOOD_INPUTS, "dra_driver_file_count": "4", "dra_driver_metrics_port": "0"}
+    assert driver_filters.input_problems(as_strings, LIMITS) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"dra_driver_name": "File_Driver"}, "dra_driver_name=File_Driver"),
+        ({"dra_driver_name": "a" * 64}, "dra_driver_name="),
+        ({"dra_driver_namespace": "Dra"}, "dra_driver_namespace=Dra"),
+        ({"dra_driver_file_count": 0}, "dra_driver_file_count=0"),
+        ({"dra_driver_file_count": "many"}, "dra_driver_file_count=many"),
+        ({"dra_driver_file_count": 1025}, "dra_driver_file_count=1025"),
+        ({"dra_driver_file_dir": "etc/dra"}, "dra_driver_file_dir=etc/dra"),
+        ({"dra_driver_file_dir": "/" + "d" * 60}, "dra_driver_file_dir=/ddd"),
+        ({"dra_driver_metrics_port": 8081}, "dra_driver_metrics_port=8081"),
+        ({"dra_driver_health_port": 0}, "dra_driver_health_port=0"),
+        ({"dra_driver_metrics_port": 70000}, "dra_driver_metrics_port=70000"),
+        ({"dra_driver_wait_timeout": "0"}, "dra_driver_wait_timeout=0"),
+        ({"dra_driver_image_name": "Dra:1"}, "dra_driver_image_name=Dra:1"),
+        (
+            {"dra_driver_registry": "https://r.example.com"},
+            "dra_driver_registry=https://r.example.com",
+        ),
+        ({"dra_driver_registry": "r.example.com/"}, "dra_driver_registry=r.example.com/"),
+        ({"dra_driver_image_via_registry": True}, "Set dra_driver_registry"),
+    ],
+)
+def test_each_broken_rule_is_one_message_naming_the_variable(
+    driver_filters: ModuleType, changes: dict[str, Any], named: str
+) -> None:
+    problems = driver_filters.input_problems({**GOOD_INPUTS, **changes}, LIMITS)
+    assert len(problems) == 1, problems
+    assert named in problems[0]
+
+
+def test_every_broken_rule_is_reported_at_once(driver_filters: ModuleType) -> None:
+    bad = {**GOOD_INPUTS, "dra_driver_namespace": "X", "dra_driver_wait_timeout": -1}
+    problems = driver_filters.input_problems(bad, LIMITS)
+    assert [p.split("=")[0] for p in problems] == [
+        "dra_driver_namespace",
+        "dra_driver_wait_timeout",
+    ]
+
+
+def test_a_registry_or_a_given_image_serves_nodes_that_pull(driver_filters: ModuleType) -> None:
+    pulling = {**GOOD_INPUTS, "dra_driver_image_via_registry": True}
+    assert (
+        driver_filters.input_problems(
+            {**pulling, "dra_driver_registry": "r.example.com:5000/x"}, LIMITS
+        )
+        == []
+    )
+    assert (
+        driver_filters.input_problems({**pulling, "dra_driver_image": "r.example.com/d:1"}, LIMITS)
+        == []
+    )

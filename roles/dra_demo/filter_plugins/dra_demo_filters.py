@@ -1,16 +1,64 @@
-"""Filters of the dra_demo role: the joins of what the API says (slices, pods,
-claims) and what the node files hold, as plain functions with unit tests
-(tests/ansible/test_dra_demo_filters.py) instead of Jinja loops.
+"""Filters of the dra_demo role: the rules of its inputs that the argument
+specification cannot express, and the joins of what the API says (slices,
+pods, claims) and what the node files hold, as plain functions with unit
+tests (tests/ansible/test_dra_demo_filters.py) instead of Jinja loops.
 
 Rows are plain dicts, so tasks can pass them on to assert and debug.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 Resource = Mapping[str, Any]
+
+# Inputs that name Kubernetes objects (DNS subdomains).
+OBJECT_NAME_INPUTS = (
+    "dra_demo_device_class_name",
+    "dra_demo_claim_template_name",
+    "dra_demo_deployment_name",
+)
+
+
+def _number(value: Any) -> int | None:
+    """An integer input as given (`-e name=value` passes strings), or None."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def input_problems(inputs: Mapping[str, Any], patterns: Mapping[str, str]) -> list[str]:
+    """What is wrong with dra_demo's inputs, one message per rule broken, each
+    naming the variable to fix; [] when nothing is. `patterns` holds the
+    Kubernetes name patterns (vars/main.yml): dns_label, dns_subdomain."""
+    problems = []
+    replicas = _number(inputs["dra_demo_replicas"])
+    if replicas is None or replicas < 0:
+        problems.append(
+            f"dra_demo_replicas={inputs['dra_demo_replicas']} must be 0 (one per node that offers"
+            " files) or more."
+        )
+    timeout = _number(inputs["dra_demo_wait_timeout"])
+    if timeout is None or timeout <= 0:
+        problems.append(
+            f"dra_demo_wait_timeout={inputs['dra_demo_wait_timeout']} must be a positive number"
+            " of seconds."
+        )
+    namespace = str(inputs["dra_demo_namespace"])
+    if not re.match(patterns["dns_label"], namespace):
+        problems.append(
+            f"dra_demo_namespace={namespace} is not a valid namespace name (DNS label)."
+        )
+    for variable in OBJECT_NAME_INPUTS:
+        name = str(inputs[variable])
+        if not re.match(patterns["dns_subdomain"], name):
+            problems.append(
+                f"{variable}={name} is not a valid Kubernetes object name (DNS subdomain)."
+            )
+    return problems
 
 
 def _get(obj: Any, *path: str, default: Any = None) -> Any:
@@ -188,6 +236,7 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
+            "dra_demo_input_problems": input_problems,
             "dra_demo_file_lines": file_lines,
             "dra_demo_device_offer": device_offer,
             "dra_demo_device_capacity": device_capacity,
