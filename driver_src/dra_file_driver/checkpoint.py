@@ -156,11 +156,11 @@ def _decode(data: bytes, source: Path) -> _Contents:
         header = _json_object(first, hint) if newline else None
     except CheckpointError:
         header = None
-    if header is None:
-        # Not a line of its own: format 1, possibly reformatted by hand.
+    body = data[len(first) + 1 :]
+    if header is None or (header.get("version") == _SNAPSHOT_ONLY_VERSION and not body.strip()):
+        # One document: format 1 as written (one line) or reformatted by hand.
         return _decode_document(data, hint)
     claims = _snapshot_claims(header, hint, accepted=(FORMAT_VERSION,))
-    body = data[len(first) + 1 :]
     complete, torn = body, False
     if body and not body.endswith(b"\n"):
         complete, torn = body[: body.rfind(b"\n") + 1], True

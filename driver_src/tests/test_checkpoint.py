@@ -220,11 +220,21 @@ def _format1_reader_accepts(data: bytes) -> bool:
     return isinstance(document, dict) and document.get("version") == 1
 
 
-def test_a_format1_file_is_read_and_the_first_commit_converts_it(tmp_path: Path) -> None:
-    claims_text = checkpoint._canonical([checkpoint._claim_to_json(c) for c in CLAIMS])
-    format1 = {"version": 1, "checksum": checkpoint._checksum(claims_text), "claims": CLAIMS}
-    document = {**format1, "claims": json.loads(claims_text)}
-    (tmp_path / checkpoint.FILE_NAME).write_text(json.dumps(document, indent=2))
+def _format1(claims: list[PreparedClaim], *, reformatted: bool) -> bytes:
+    """A checkpoint as the format-1 driver wrote it: one compact line (or reformatted)."""
+    claims_text = checkpoint._canonical([checkpoint._claim_to_json(c) for c in claims])
+    checksum = checkpoint._checksum(claims_text)
+    if reformatted:
+        document = {"version": 1, "checksum": checksum, "claims": json.loads(claims_text)}
+        return json.dumps(document, indent=2).encode()
+    return f'{{"version":1,"checksum":"{checksum}","claims":{claims_text}}}\n'.encode()
+
+
+@pytest.mark.parametrize("reformatted", [False, True])
+def test_a_format1_file_is_read_and_the_first_commit_converts_it(
+    tmp_path: Path, reformatted: bool
+) -> None:
+    (tmp_path / checkpoint.FILE_NAME).write_bytes(_format1(CLAIMS, reformatted=reformatted))
     assert _format1_reader_accepts((tmp_path / checkpoint.FILE_NAME).read_bytes())
     store = CheckpointFile(tmp_path)
     assert store.load() == CLAIMS
@@ -232,6 +242,23 @@ def test_a_format1_file_is_read_and_the_first_commit_converts_it(tmp_path: Path)
     assert len(_lines(store.path)) == 1
     assert json.loads(store.path.read_bytes())["version"] == 2
     assert CheckpointFile(tmp_path).load() == [*CLAIMS, THIRD]
+
+
+def test_a_format1_line_followed_by_changes_is_refused(tmp_path: Path) -> None:
+    # Format 1 never had change lines: such a file was not written by a driver.
+    (tmp_path / checkpoint.FILE_NAME).write_bytes(
+        _format1(CLAIMS, reformatted=False) + _lines_of_a_journal(tmp_path / "other")[1]
+    )
+    with pytest.raises(CheckpointError, match="format version 1"):
+        CheckpointFile(tmp_path).load()
+
+
+def _lines_of_a_journal(directory: Path) -> list[bytes]:
+    directory.mkdir()
+    store = CheckpointFile(directory)
+    store.save(CLAIMS)
+    store.commit([*CLAIMS, THIRD], [THIRD], ())
+    return _lines(store.path)
 
 
 def test_a_driver_reading_only_format1_refuses_both_shapes_of_format2(tmp_path: Path) -> None:
