@@ -138,7 +138,7 @@ class _Contents:
     claims: list[PreparedClaim]
     changes: int  # change lines read after the snapshot
     snapshot_bytes: int
-    valid_bytes: int  # the file up to the end of its last complete line
+    change_bytes: int  # the complete change lines
     # False if a change must not be appended: a last line cut short was
     # ignored, or the file is in format 1.
     appendable: bool
@@ -172,7 +172,7 @@ def _decode(data: bytes, source: Path) -> _Contents:
         claims=list(state.values()),
         changes=len(lines),
         snapshot_bytes=len(first) + 1,
-        valid_bytes=len(first) + 1 + len(complete),
+        change_bytes=len(complete),
         appendable=not torn,
     )
 
@@ -187,7 +187,7 @@ def _decode_document(data: bytes, hint: str) -> _Contents:
     # A format 2 snapshot is one line; reformatted, it still holds all there is.
     claims = _snapshot_claims(document, hint, accepted=(_SNAPSHOT_ONLY_VERSION, FORMAT_VERSION))
     # Never appended to: the first commit writes a snapshot of format 2.
-    return _Contents(claims, 0, len(data), len(data), appendable=False)
+    return _Contents(claims, 0, len(data), 0, appendable=False)
 
 
 def _json_object(line: bytes, hint: str) -> dict[str, Any]:
@@ -272,20 +272,19 @@ class CheckpointFile:
 
     def load(self) -> list[PreparedClaim]:
         """Read the checkpoint; a missing file means nothing is prepared."""
+        self._forget(None)  # until the file has been read whole and found sound
         try:
             with self.path.open("rb") as f:
                 data = f.read()
                 identity = _identity(os.fstat(f.fileno()))
         except FileNotFoundError:
-            self._forget(None)
             return []
-        self._forget(None)  # until it has been read whole and found sound
         contents = _decode(data, self.path)
         self._seen = identity
         self._appendable = contents.appendable
         self._changes = contents.changes
         self._snapshot_bytes = contents.snapshot_bytes
-        self._change_bytes = contents.valid_bytes - contents.snapshot_bytes
+        self._change_bytes = contents.change_bytes
         return contents.claims
 
     def commit(
@@ -304,13 +303,11 @@ class CheckpointFile:
         change is on disk; raises OSError if it could not be written, and the
         file then still holds the claims it held before.
         """
-        line = b""
-        if self._appendable and self._change_bytes < max(COMPACT_MIN_BYTES, self._snapshot_bytes):
-            texts = [self._text(c) for c in prepared]
-            line = _change_line(self._changes + 1, texts, unprepared)
-        if not line:
+        compact = self._change_bytes >= max(COMPACT_MIN_BYTES, self._snapshot_bytes)
+        if not self._appendable or compact:
             self.save(claims)
             return
+        line = _change_line(self._changes + 1, [self._text(c) for c in prepared], unprepared)
         try:
             identity = atomicfile.append_durably(self.path, line)
         except OSError:
