@@ -62,22 +62,6 @@ def test_pod_nodes(driver_filters: ModuleType) -> None:
     assert driver_filters.pod_nodes(pods) == ["a", "b"]
 
 
-def test_context_manifest_lists_files_sorted_and_skips_caches(driver_filters: ModuleType) -> None:
-    root = "/src/driver"
-    files = [
-        {"path": f"{root}/pkg/b.py", "mode": "0644", "checksum": "bb"},
-        {"path": f"{root}/Dockerfile", "mode": "0644", "checksum": "dd"},
-        {"path": f"{root}/pkg/__pycache__/b.cpython-311.pyc", "mode": "0644", "checksum": "x"},
-        {"path": f"{root}/extra-ca.pem", "mode": "0644", "checksum": "y"},
-    ]
-    ignored = r"(^|/)__pycache__/|\.py[co]$|(^|/)extra-ca[^/]*\.pem$"
-    manifest = driver_filters.context_manifest(files, root, ignored)
-    assert manifest == "Dockerfile 0644 dd;pkg/b.py 0644 bb;"
-    # A changed file changes the manifest (and so the image tag).
-    files[0]["checksum"] = "b2"
-    assert driver_filters.context_manifest(files, root + "/", ignored) != manifest
-
-
 def test_applied_objects_of_one_or_several_definitions(driver_filters: ModuleType) -> None:
     daemonset = {"kind": "DaemonSet", "metadata": {"name": "d"}, "status": {"numberReady": 2}}
     namespace = {"kind": "Namespace", "metadata": {"name": "n"}}

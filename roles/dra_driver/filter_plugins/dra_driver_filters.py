@@ -4,7 +4,6 @@ plain functions with unit tests (tests/ansible/test_dra_driver_filters.py)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
@@ -141,20 +140,6 @@ def pod_nodes(pods: Iterable[Resource]) -> list[str]:
     return sorted(node for node in nodes if isinstance(node, str) and node)
 
 
-def context_manifest(files: Iterable[Mapping[str, Any]], source_dir: str, ignored: str) -> str:
-    """One line per build-context file (relative path, mode, checksum), sorted,
-    skipping paths that match the regular expression `ignored`: the image tag
-    is a hash of it, so it changes exactly when the context does."""
-    skip = re.compile(ignored)
-    lines = []
-    for file in files:
-        relative = os.path.relpath(file["path"], source_dir)
-        if skip.search(relative):
-            continue
-        lines.append(f"{relative} {file['mode']} {file['checksum']};")
-    return "".join(sorted(lines))
-
-
 def applied_objects(applied: Mapping[str, Any], kind: str) -> list[Any]:
     """The objects of kind `kind` as a kubernetes.core.k8s task left them (after
     its wait): that module returns one object under `result`, or, given several
@@ -178,6 +163,5 @@ class FilterModule:
             "dra_driver_nodes_without_slice": nodes_without_slice,
             "dra_driver_exclusive_devices": exclusive_devices,
             "dra_driver_pod_nodes": pod_nodes,
-            "dra_driver_context_manifest": context_manifest,
             "dra_driver_applied_objects": applied_objects,
         }
