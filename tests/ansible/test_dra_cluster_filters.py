@@ -77,6 +77,16 @@ def test_ready_nodes(cluster_filters: ModuleType) -> None:
     assert filters.ready_nodes(nodes) == ["a"]
 
 
+def test_all_nodes_ready(cluster_filters: ModuleType) -> None:
+    filters = cluster_filters
+    ready = [_node("a", "True"), _node("b", "True")]
+    assert filters.all_nodes_ready(ready, 2)
+    assert filters.all_nodes_ready(ready, "0")  # 0: as many as there are
+    assert not filters.all_nodes_ready(ready, 3)  # one has not joined yet
+    assert not filters.all_nodes_ready([*ready, _node("c", "False")], 2)
+    assert not filters.all_nodes_ready([], 0)  # a cluster has at least one node
+
+
 def test_kind_nodes_are_their_containers(cluster_filters: ModuleType) -> None:
     filters = cluster_filters
     hosts = filters.node_hosts(["w2", "cp", "w1"], "kind-docker", TABLE)

@@ -201,6 +201,13 @@ def ready_nodes(nodes: Iterable[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def all_nodes_ready(nodes: list[Mapping[str, Any]], expected: Any) -> bool:
+    """Whether the cluster has at least `expected` nodes (and at least one),
+    and every node it has is Ready: the state site.yml waits for."""
+    least = max(_number(expected) or 0, 1)
+    return len(nodes) >= least and len(ready_nodes(nodes)) == len(nodes)
+
+
 def node_hosts(
     node_names: Iterable[str],
     connection: str,
@@ -460,6 +467,7 @@ class FilterModule:
             "dra_cluster_choose_provider": choose_provider,
             "dra_cluster_kind_capacity": kind_capacity,
             "dra_cluster_ready_nodes": ready_nodes,
+            "dra_cluster_all_nodes_ready": all_nodes_ready,
             "dra_cluster_node_hosts": node_hosts,
             "dra_cluster_per_node": per_node,
             "dra_cluster_nodes_without_image": nodes_without_image,
