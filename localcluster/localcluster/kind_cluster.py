@@ -291,13 +291,21 @@ def paths() -> dict[str, object]:
 
 
 def prepare(
-    version: KubernetesVersion, node_image: str, busybox_archive: Path
+    version: KubernetesVersion,
+    node_image: str,
+    busybox_archive: Path,
+    podman_probed: bool = False,
 ) -> dict[str, object]:
     """What a kind cluster on podman needs here, built or found; `changed` if anything was made.
 
     kind (built once), the containers.conf, the node image (unless one is
     given), a proof that podman starts a privileged container of it, and the
     busybox archive the nodes cannot pull.
+
+    podman_probed: the caller has just seen `probe` pass (podman_problem), a
+    privileged container started with kind's settings. The proof is then not
+    repeated: starting a container takes a second or more, on every run. A
+    node image that cannot start still fails, at `kind create cluster`.
     """
     kind_was_present = kind_path().is_file()
     kind = ensure_kind()
@@ -307,9 +315,10 @@ def prepare(
     if not node_image:
         image = build_node_image(version)
         node_image, built = image.reference, image.built
-    problem = privileged_container_problem(node_image, podman_environment())
-    if problem is not None:
-        raise KindError(f"kind's node containers cannot run here: {problem}")
+    if not podman_probed:
+        problem = privileged_container_problem(node_image, podman_environment())
+        if problem is not None:
+            raise KindError(f"kind's node containers cannot run here: {problem}")
     archive_was_present = busybox_archive.is_file()
     if not archive_was_present:
         busybox_archive.parent.mkdir(parents=True, exist_ok=True)
@@ -345,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         "--node-image", default="", help="use this node image instead of the one built here"
     )
     prepare_parser.add_argument("--busybox-archive", type=Path, required=True)
+    prepare_parser.add_argument(
+        "--podman-probed",
+        action="store_true",
+        help="`probe` has just passed: start no privileged container to prove it again",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "paths":
@@ -357,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 KubernetesVersion.parse(args.kubernetes_version),
                 args.node_image,
                 args.busybox_archive,
+                podman_probed=args.podman_probed,
             )
     except (KindError, NodeImageError, BuildError, OSError, ValueError) as error:
         print(f"kind_cluster {args.command}: {error}", file=sys.stderr)
