@@ -1,8 +1,9 @@
 """`localcluster`: build, start, stop and inspect the local cluster.
 
-`up`, `down` and `import-image` take `--json`: stdout is then one JSON object
-with `changed` and what the command did (see the `*_report` functions), for
-automation such as the Ansible role; progress stays on stderr.
+`up`, `down`, `import-image`, `status` and `image-ids` take `--json`: stdout
+is then one JSON object (for the changing commands with `changed` and what
+they did; see the `*_report` functions), for automation such as the Ansible
+role; progress stays on stderr.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("kubeconfig", help="print the admin kubeconfig path")
     image = commands.add_parser("import-image", help="import a `docker save` archive")
     image.add_argument("archive", type=Path)
-    for command in (up, down, status, image):
+    image_ids = commands.add_parser(
+        "image-ids", help="the image IDs the node holds under a name (read-only)"
+    )
+    image_ids.add_argument("reference")
+    for command in (up, down, status, image, image_ids):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -98,6 +103,12 @@ def import_report(archive: Path, imported: list[tuple[str, bool]]) -> dict[str, 
         "archive": str(archive),
         "images": [{"reference": reference, "changed": changed} for reference, changed in imported],
     }
+
+
+def image_ids_report(reference: str, ids: list[str]) -> dict[str, Any]:
+    """What `image-ids --json` prints: the node's image IDs under `reference`
+    (its image is present when Docker's image ID is among them)."""
+    return {"command": "image-ids", "reference": reference, "ids": ids}
 
 
 def _print_json(report: dict[str, Any]) -> None:
@@ -143,6 +154,8 @@ def _dispatch(cluster: LocalCluster, args: argparse.Namespace) -> int:
         print(cluster.kubeconfig)
     elif args.command == "import-image":
         _import_image(cluster, args)
+    elif args.command == "image-ids":
+        _image_ids(cluster, args)
     return 0
 
 
@@ -175,6 +188,15 @@ def _status(cluster: LocalCluster, args: argparse.Namespace) -> int:
         state = f"running (pid {component['pid']})" if component["running"] else "stopped"
         print(f"{name:24} {state}")
     return 0 if status["running"] else 3
+
+
+def _image_ids(cluster: LocalCluster, args: argparse.Namespace) -> None:
+    ids = cluster.image_ids(args.reference)
+    if args.json:
+        _print_json(image_ids_report(args.reference, ids))
+        return
+    for image_id in ids:
+        print(image_id)
 
 
 def _import_image(cluster: LocalCluster, args: argparse.Namespace) -> None:

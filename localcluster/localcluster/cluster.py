@@ -209,6 +209,15 @@ class LocalCluster:
             },
         }
 
+    def image_ids(self, reference: str) -> list[str]:
+        """The image IDs (config digests) the node holds under `reference`
+        (normalized as the node stores it): none when the name is unknown."""
+        binaries = self.build()
+        if self.supervisor.find("containerd") is None:
+            raise ClusterError("the node is not running: run `localcluster up` first")
+        node_images = self._node_images(binaries)
+        return sorted(node_images.image_ids(images.normalize_reference(reference)))
+
     def import_image(self, archive: Path) -> list[tuple[str, bool]]:
         """Import a `docker save` archive into the node; (reference, changed) per image."""
         binaries = self.build()

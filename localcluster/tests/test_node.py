@@ -13,7 +13,7 @@ import pytest
 
 from localcluster import featuregates
 from localcluster.cluster import ClusterError, LocalCluster
-from localcluster.images import BUSYBOX_BINARY, LayerEntry, write_image_archive
+from localcluster.images import BUSYBOX_BINARY, LayerEntry, archive_images, write_image_archive
 from localcluster.pytest_plugin import ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -114,9 +114,16 @@ def test_an_imported_archive_runs_as_a_pod_and_importing_it_again_changes_nothin
         command=[token],
     )
     stored = f"docker.io/{reference}"
+    # image-ids: what the playbook asks before it exports and imports an
+    # archive (the node holds the image when Docker's image ID is listed).
+    ids = [*_cli(local_cluster), "image-ids", "--json", reference]
+    before = json.loads(subprocess.run(ids, capture_output=True, text=True, check=True).stdout)
+    assert before == {"command": "image-ids", "reference": reference, "ids": []}
     cli = [*_cli(local_cluster), "import-image", str(archive)]
     first = subprocess.run(cli, capture_output=True, text=True, check=True)
     assert first.stdout.splitlines() == [f"localcluster: imported {stored}"]
+    after = json.loads(subprocess.run(ids, capture_output=True, text=True, check=True).stdout)
+    assert after["ids"] == list(archive_images(archive).values())
     again = subprocess.run(cli, capture_output=True, text=True, check=True)
     assert again.stdout.splitlines() == [f"localcluster: already present {stored}"]
     # The kubelet finds it without a registry: it sits where the CRI looks.
