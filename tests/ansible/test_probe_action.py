@@ -61,7 +61,9 @@ def test_stdout_stderr_and_rc_come_back_and_nothing_is_changed(
     probed = _probe(run_playbook, tmp_path, [sys.executable, "-c", SCRIPT, "0"])
     result = probed["result"]
     assert result["rc"] == 0
-    assert result["stdout"] == "out hello\n"
+    # Without trailing newlines, as ansible.builtin.command returns them.
+    assert result["stdout"] == "out hello"
+    assert result["stderr"] == "first problem\n\nsecond problem"
     assert result["stdout_lines"] == ["out hello"]
     assert result["stderr_lines"] == ["first problem", "", "second problem"]
     assert result["cmd"] == [sys.executable, "-c", SCRIPT, "0"]
@@ -77,7 +79,7 @@ def test_check_mode_still_runs_the_probe(run_playbook: Any, tmp_path: Path) -> N
     result = probed["result"]
     assert result.get("skipped") is not True, result
     assert result["rc"] == 0
-    assert result["stdout"] == "out hello\n"
+    assert result["stdout"] == "out hello"
     assert result["changed"] is False
 
 
@@ -88,7 +90,7 @@ def test_a_failing_command_fails_the_task_with_its_last_lines(
     result = probed["result"]
     assert result["rc"] == 3
     assert result["failed"] is True
-    assert result["stdout"] == "out hello\n"
+    assert result["stdout"] == "out hello"
     assert result["msg"] == f"{sys.executable} exited with 3: first problem / second problem"
     assert result["changed"] is False
 
@@ -136,7 +138,7 @@ def test_run_command_describes_the_outcome_as_the_command_module_does() -> None:
     )
     assert seen == ["first problem", "", "second problem"]
     assert outcome["rc"] == 5
-    assert outcome["stdout"] == "out hi\n"
+    assert outcome["stdout"] == "out hi"
     assert outcome["failed"] is True
     assert outcome["msg"].endswith("exited with 5: first problem / second problem")
     assert set(outcome) >= {"start", "end", "delta", "cmd", "stderr_lines", "stdout_lines"}

@@ -99,7 +99,8 @@ def run_command(
     on_line: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Run argv and describe the outcome as ansible.builtin.command does:
-    rc, stdout, stderr (and their _lines), cmd, msg, start, end, delta, failed.
+    rc, stdout, stderr (and their _lines; without trailing newlines), cmd,
+    msg, start, end, delta, failed.
 
     A program that cannot be started is an outcome too (rc 127 or 126, msg
     says why), not an exception: callers with `failed_when: false` read rc.
@@ -114,6 +115,8 @@ def run_command(
     start = datetime.datetime.now()
     try:
         rc, stdout, stderr = run_streaming(argv, environment, keep)
+        # As ansible.builtin.command returns them: without trailing newlines.
+        stdout, stderr = stdout.rstrip("\r\n"), stderr.rstrip("\r\n")
         msg = "" if rc == 0 else f"{argv[0]} exited with {rc}: " + " / ".join(tail)
     except OSError as error:
         rc = RC_NOT_FOUND if isinstance(error, FileNotFoundError) else RC_NOT_RUNNABLE
