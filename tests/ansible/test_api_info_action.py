@@ -1,0 +1,117 @@
+"""dra_cluster_api_info, the API preflight of every run: the server's version
+and the kinds it serves in one group version, asked in Ansible's process.
+
+Against the session's real control plane (marker cluster: run under
+`flock /tmp/dra-cluster.lock`), plus failures that need no server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ACTION = REPO / "roles" / "dra_cluster" / "action_plugins" / "dra_cluster_api_info.py"
+DRA_KINDS = ["DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice"]
+
+
+def _action() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dra_cluster_api_info", ACTION)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.cluster
+def test_version_and_served_kinds_of_a_real_server(control_plane: Any) -> None:
+    info = _action().api_info(str(control_plane.kubeconfig), "localcluster", "resource.k8s.io/v1")
+    assert info["git_version"] == control_plane.cluster.version.tag
+    # The kinds the role needs are served; subresources (resourceclaims/status)
+    # are not kinds of their own.
+    assert set(DRA_KINDS) <= set(info["served_kinds"])
+    assert info["served_kinds"] == sorted(set(info["served_kinds"]))
+    core = _action().api_info(str(control_plane.kubeconfig), "localcluster", "v1")
+    assert "Pod" in core["served_kinds"]
+
+
+@pytest.mark.cluster
+def test_a_group_version_not_served_lists_no_kinds(control_plane: Any) -> None:
+    info = _action().api_info(str(control_plane.kubeconfig), "localcluster", "resource.k8s.io/v9")
+    assert info["served_kinds"] == []
+
+
+@pytest.mark.cluster
+def test_through_ansible_in_check_mode(
+    control_plane: Any, run_playbook: Any, tmp_path: Path
+) -> None:
+    answer = tmp_path / "answer.json"
+    run = run_playbook(
+        "tests/ansible/api_info.yml",
+        "--check",
+        "-e",
+        json.dumps(
+            {
+                "api_kubeconfig": str(control_plane.kubeconfig),
+                "api_context": "localcluster",
+                "answer_file": str(answer),
+            }
+        ),
+    )
+    assert run.returncode == 0, run.output
+    result = json.loads(answer.read_text())
+    assert result["changed"] is False
+    assert "msg" not in result
+    assert set(DRA_KINDS) <= set(result["served_kinds"])
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_server_fails_with_a_message(run_playbook: Any, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{_closed_port()}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "gone", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    answer = tmp_path / "answer.json"
+    variables = {"api_kubeconfig": str(kubeconfig), "answer_file": str(answer)}
+    run = run_playbook(
+        "tests/ansible/api_info.yml", "-e", json.dumps({**variables, "api_context": "gone"})
+    )
+    assert run.returncode == 0, run.output
+    # (The playbook's failed_when: false keeps the run going, as the role's
+    # does: the role's assert then reports msg.)
+    result = json.loads(answer.read_text())
+    assert "git_version" not in result
+    assert result["msg"].startswith("the API server cannot be reached")
+    # A context the kubeconfig does not have: the kubeconfig is the problem.
+    run = run_playbook(
+        "tests/ansible/api_info.yml", "-e", json.dumps({**variables, "api_context": "other"})
+    )
+    assert run.returncode == 0, run.output
+    result = json.loads(answer.read_text())
+    assert "git_version" not in result
+    assert result["msg"].startswith("the kubeconfig cannot be used")
+    assert "other" in result["msg"]
