@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -102,16 +103,27 @@ def kind_config_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
-def load_role_filters(role: str) -> ModuleType:
-    """A role's filter plugin module, loaded by path as Ansible loads it (the
-    plugin directories are not packages)."""
-    path = REPO / "roles" / role / "filter_plugins" / f"{role}_filters.py"
-    spec = importlib.util.spec_from_file_location(f"{role}_filters", path)
+def load_role_plugin(role: str, kind: str, name: str) -> ModuleType:
+    """A plugin file of a role (roles/ROLE/KIND/NAME.py), loaded by path as
+    Ansible loads it (the plugin directories are not packages)."""
+    path = REPO / "roles" / role / kind / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_role_filters(role: str) -> ModuleType:
+    """A role's filter plugin module."""
+    return load_role_plugin(role, "filter_plugins", f"{role}_filters")
+
+
+@pytest.fixture(scope="session")
+def role_plugin() -> Callable[[str, str, str], ModuleType]:
+    """load_role_plugin, for the tests of the roles' actions and lookups."""
+    return load_role_plugin
 
 
 @pytest.fixture(scope="session")

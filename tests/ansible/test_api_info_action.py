@@ -7,9 +7,9 @@ Against the session's real control plane (marker cluster: run under
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,34 +18,29 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ACTION = REPO / "roles" / "dra_cluster" / "action_plugins" / "dra_cluster_api_info.py"
 DRA_KINDS = ["DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice"]
 
 
-def _action() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dra_cluster_api_info", ACTION)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def action(role_plugin: Callable[[str, str, str], ModuleType]) -> ModuleType:
+    return role_plugin("dra_cluster", "action_plugins", "dra_cluster_api_info")
 
 
 @pytest.mark.cluster
-def test_version_and_served_kinds_of_a_real_server(control_plane: Any) -> None:
-    info = _action().api_info(str(control_plane.kubeconfig), "localcluster", "resource.k8s.io/v1")
+def test_version_and_served_kinds_of_a_real_server(control_plane: Any, action: ModuleType) -> None:
+    info = action.api_info(str(control_plane.kubeconfig), "localcluster", "resource.k8s.io/v1")
     assert info["git_version"] == control_plane.cluster.version.tag
     # The kinds the role needs are served; subresources (resourceclaims/status)
     # are not kinds of their own.
     assert set(DRA_KINDS) <= set(info["served_kinds"])
     assert info["served_kinds"] == sorted(set(info["served_kinds"]))
-    core = _action().api_info(str(control_plane.kubeconfig), "localcluster", "v1")
+    core = action.api_info(str(control_plane.kubeconfig), "localcluster", "v1")
     assert "Pod" in core["served_kinds"]
 
 
 @pytest.mark.cluster
-def test_a_group_version_not_served_lists_no_kinds(control_plane: Any) -> None:
-    info = _action().api_info(str(control_plane.kubeconfig), "localcluster", "resource.k8s.io/v9")
+def test_a_group_version_not_served_lists_no_kinds(control_plane: Any, action: ModuleType) -> None:
+    info = action.api_info(str(control_plane.kubeconfig), "localcluster", "resource.k8s.io/v9")
     assert info["served_kinds"] == []
 
 

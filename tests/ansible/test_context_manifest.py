@@ -6,10 +6,10 @@ rebuild) after an upgrade of the role. Checked against the real find module."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,17 +18,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-LOOKUP = REPO / "roles" / "dra_driver" / "lookup_plugins" / "dra_driver_context_manifest.py"
 ROLE_VARS = REPO / "roles" / "dra_driver" / "tasks" / "image.yml"
 
 
-def _lookup_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dra_driver_context_manifest", LOOKUP)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def lookup(role_plugin: Callable[[str, str, str], ModuleType]) -> ModuleType:
+    return role_plugin("dra_driver", "lookup_plugins", "dra_driver_context_manifest")
 
 
 def _ignored_pattern() -> str:
@@ -86,8 +81,7 @@ def test_lookup_writes_the_manifest_find_and_the_old_filter_wrote(
     assert "pkg/run.sh 0755 " in answer["lookup"]
 
 
-def test_a_changed_file_changes_the_manifest(tmp_path: Path) -> None:
-    lookup = _lookup_module()
+def test_a_changed_file_changes_the_manifest(tmp_path: Path, lookup: ModuleType) -> None:
     root = _context(tmp_path / "context")
     before = lookup.context_manifest(str(root), _ignored_pattern())
     (root / "pkg" / "__pycache__" / "b.cpython-312.pyc").write_bytes(b"\1")
@@ -99,8 +93,8 @@ def test_a_changed_file_changes_the_manifest(tmp_path: Path) -> None:
     assert lookup.context_manifest(str(root), _ignored_pattern()) != before
 
 
-def test_a_missing_context_is_an_error_naming_it(tmp_path: Path) -> None:
+def test_a_missing_context_is_an_error_naming_it(tmp_path: Path, lookup: ModuleType) -> None:
     from ansible.errors import AnsibleLookupError
 
     with pytest.raises(AnsibleLookupError, match="nowhere"):
-        _lookup_module().context_manifest(str(tmp_path / "nowhere"), "(?!)")
+        lookup.context_manifest(str(tmp_path / "nowhere"), "(?!)")

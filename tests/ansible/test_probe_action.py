@@ -12,22 +12,14 @@ case runs the real ansible-playbook (tests/ansible/probe.yml).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-ACTION = (
-    Path(__file__).resolve().parents[2]
-    / "roles"
-    / "dra_cluster"
-    / "action_plugins"
-    / "dra_cluster_run_with_progress.py"
-)
 
 # Writes to both streams, shows an environment variable the task sets, exits
 # with the code given.
@@ -120,18 +112,10 @@ def test_a_program_that_cannot_be_executed_is_rc_126(run_playbook: Any, tmp_path
     assert result["msg"] == f"cannot run {not_executable}: Permission denied"
 
 
-def _action_module() -> ModuleType:
-    """The plugin file, loaded by path as Ansible loads it (not a package)."""
-    spec = importlib.util.spec_from_file_location("dra_cluster_run_with_progress", ACTION)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_run_command_describes_the_outcome_as_the_command_module_does() -> None:
-    module = _action_module()
+def test_run_command_describes_the_outcome_as_the_command_module_does(
+    role_plugin: Callable[[str, str, str], ModuleType],
+) -> None:
+    module = role_plugin("dra_cluster", "action_plugins", "dra_cluster_run_with_progress")
     seen: list[str] = []
     outcome = module.run_command(
         [sys.executable, "-c", SCRIPT, "5"], {"PROBE_GREETING": "hi"}, seen.append

@@ -10,17 +10,16 @@ the command would give up waiting and fail.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
-ACTIONS = REPO / "roles" / "dra_cluster" / "action_plugins"
 
 # Waits up to 60 s for the file named by $1, then prints its answer.
 HANDSHAKE = """
@@ -35,16 +34,6 @@ while not os.path.exists(sys.argv[1]):
 print("step 2 of 2, greeting " + os.environ["PROGRESS_GREETING"], file=sys.stderr, flush=True)
 print('{"changed": true}')
 """
-
-
-def _action_module() -> ModuleType:
-    path = ACTIONS / "dra_cluster_run_with_progress.py"
-    spec = importlib.util.spec_from_file_location("dra_cluster_run_with_progress", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _playbook(argv: list[str]) -> subprocess.Popen[str]:
@@ -103,8 +92,10 @@ def test_a_failure_names_the_exit_code_and_the_last_lines() -> None:
     assert "exited with 4: fetching / no space left" in " ".join(text.split()), text
 
 
-def test_run_streaming_hands_over_stderr_lines_in_order_and_keeps_stdout_apart() -> None:
-    module = _action_module()
+def test_run_streaming_hands_over_stderr_lines_in_order_and_keeps_stdout_apart(
+    role_plugin: Callable[[str, str, str], ModuleType],
+) -> None:
+    module = role_plugin("dra_cluster", "action_plugins", "dra_cluster_run_with_progress")
     lines: list[str] = []
     script = (
         "import sys\n"
