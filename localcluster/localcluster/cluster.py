@@ -212,18 +212,19 @@ class LocalCluster:
     def image_ids(self, reference: str) -> list[str]:
         """The image IDs (config digests) the node holds under `reference`
         (normalized as the node stores it): none when the name is unknown."""
-        binaries = self.build()
-        if self.supervisor.find("containerd") is None:
-            raise ClusterError("the node is not running: run `localcluster up` first")
-        node_images = self._node_images(binaries)
+        node_images = self._running_node_images()
         return sorted(node_images.image_ids(images.normalize_reference(reference)))
 
     def import_image(self, archive: Path) -> list[tuple[str, bool]]:
         """Import a `docker save` archive into the node; (reference, changed) per image."""
+        return self._running_node_images().import_archive(archive)
+
+    def _running_node_images(self) -> images.NodeImages:
+        """The images of the running node's containerd; ClusterError when it is not running."""
         binaries = self.build()
         if self.supervisor.find("containerd") is None:
             raise ClusterError("the node is not running: run `localcluster up` first")
-        return self._node_images(binaries).import_archive(archive)
+        return self._node_images(binaries)
 
     # --- bring-up -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -118,6 +119,15 @@ def load_role_plugin(role: str, kind: str, name: str) -> ModuleType:
 def load_role_filters(role: str) -> ModuleType:
     """A role's filter plugin module."""
     return load_role_plugin(role, "filter_plugins", f"{role}_filters")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @pytest.fixture(scope="session")

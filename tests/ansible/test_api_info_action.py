@@ -8,7 +8,6 @@ Against the session's real control plane (marker cluster: run under
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -44,38 +43,38 @@ def test_a_group_version_not_served_lists_no_kinds(control_plane: Any, action: M
     assert info["served_kinds"] == []
 
 
+def _ask(run_playbook: Any, tmp_path: Path, kubeconfig: str, context: str, *args: str) -> Any:
+    """Run the action through ansible-playbook; its registered result. (The
+    playbook's failed_when: false keeps the run going, as the role's does:
+    the role's assert then reports msg.)"""
+    answer = tmp_path / "answer.json"
+    variables = {"api_kubeconfig": kubeconfig, "api_context": context, "answer_file": str(answer)}
+    run = run_playbook("tests/ansible/api_info.yml", *args, "-e", json.dumps(variables))
+    assert run.returncode == 0, run.output
+    return json.loads(answer.read_text())
+
+
 @pytest.mark.cluster
 def test_through_ansible_in_check_mode(
     control_plane: Any, run_playbook: Any, tmp_path: Path
 ) -> None:
-    answer = tmp_path / "answer.json"
-    run = run_playbook(
-        "tests/ansible/api_info.yml",
-        "--check",
-        "-e",
-        json.dumps(
-            {
-                "api_kubeconfig": str(control_plane.kubeconfig),
-                "api_context": "localcluster",
-                "answer_file": str(answer),
-            }
-        ),
-    )
-    assert run.returncode == 0, run.output
-    result = json.loads(answer.read_text())
+    result = _ask(run_playbook, tmp_path, str(control_plane.kubeconfig), "localcluster", "--check")
     assert result["changed"] is False
     assert "msg" not in result
     assert set(DRA_KINDS) <= set(result["served_kinds"])
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def test_an_unreachable_server_fails_with_a_message(run_playbook: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ("gone", "the API server cannot be reached"),
+        # A context the kubeconfig does not have: the kubeconfig is the problem.
+        ("other", "the kubeconfig cannot be used"),
+    ],
+)
+def test_a_server_that_cannot_be_asked_fails_with_a_message(
+    run_playbook: Any, tmp_path: Path, closed_port: int, context: str, message: str
+) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -83,30 +82,15 @@ def test_an_unreachable_server_fails_with_a_message(run_playbook: Any, tmp_path:
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [
-                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{_closed_port()}"}}
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{closed_port}"}}
                 ],
                 "users": [{"name": "u", "user": {"token": "t"}}],
                 "contexts": [{"name": "gone", "context": {"cluster": "c", "user": "u"}}],
             }
         )
     )
-    answer = tmp_path / "answer.json"
-    variables = {"api_kubeconfig": str(kubeconfig), "answer_file": str(answer)}
-    run = run_playbook(
-        "tests/ansible/api_info.yml", "-e", json.dumps({**variables, "api_context": "gone"})
-    )
-    assert run.returncode == 0, run.output
-    # (The playbook's failed_when: false keeps the run going, as the role's
-    # does: the role's assert then reports msg.)
-    result = json.loads(answer.read_text())
+    result = _ask(run_playbook, tmp_path, str(kubeconfig), context)
     assert "git_version" not in result
-    assert result["msg"].startswith("the API server cannot be reached")
-    # A context the kubeconfig does not have: the kubeconfig is the problem.
-    run = run_playbook(
-        "tests/ansible/api_info.yml", "-e", json.dumps({**variables, "api_context": "other"})
-    )
-    assert run.returncode == 0, run.output
-    result = json.loads(answer.read_text())
-    assert "git_version" not in result
-    assert result["msg"].startswith("the kubeconfig cannot be used")
-    assert "other" in result["msg"]
+    assert result["msg"].startswith(message)
+    if context == "other":
+        assert "other" in result["msg"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -71,16 +70,13 @@ def test_the_action_answers_as_the_module_does(
 
 
 def test_a_daemon_not_on_this_machines_socket_is_asked_by_the_module(
-    run_playbook: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_playbook: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_port: int
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{port}")
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{closed_port}")
     answers = _answers(run_playbook, tmp_path, ["busybox:latest"])
     # Both fail the same way: the action handed the question to the module.
     assert answers["action"]["msg"] == answers["module"]["msg"]
-    assert f"port={port}" in answers["action"]["msg"]
+    assert f"port={closed_port}" in answers["action"]["msg"]
 
 
 def test_which_daemon_is_this_machines_socket(action: ModuleType) -> None:
